@@ -1,0 +1,137 @@
+"""The only module that writes or reads checkpoint files.
+
+A checkpoint is one ``.safetensors`` file, self-contained and safe to load (no
+pickle): tensors for the weights, the optimizer's moments, the RNG state and
+the carried LSTM state, plus one JSON metadata entry holding the format
+version, configs, vocabulary, counters and everything else a resume needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from charlstm.errors import CheckpointError
+
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+_META_KEY = "charlstm"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: tensors by prefixed name and the metadata dict."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    def _group(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return self._group("model/")
+
+    def hidden_state(self) -> tuple[torch.Tensor, ...] | None:
+        parts = self._group("hidden/")
+        return tuple(parts[str(i)] for i in range(len(parts))) if parts else None
+
+    def rng_state(self) -> torch.Tensor | None:
+        return self.tensors.get("rng/torch")
+
+    def optimizer_state(self) -> dict | None:
+        """Rebuild ``optimizer.state_dict()`` from the flattened tensors and JSON."""
+        saved = self.meta.get("optimizer")
+        if saved is None:
+            return None
+        state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in saved["scalars"].items()}
+        for name, tensor in self._group("optimizer/").items():
+            param_id, key = name.split("/", 1)
+            state.setdefault(int(param_id), {})[key] = tensor
+        return {"state": state, "param_groups": saved["param_groups"]}
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, entries in sd["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{param_id}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    hidden: tuple[torch.Tensor, ...] | None = None,
+) -> Path:
+    """Write a checkpoint atomically: a temporary file in the same folder, then rename.
+
+    A crash mid-write leaves the previous file intact, never a half-written one.
+    """
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    if optimizer is not None:
+        opt_tensors, meta["optimizer"] = _flatten_optimizer(optimizer)
+        tensors.update(opt_tensors)
+    if hidden is not None:
+        tensors.update({f"hidden/{i}": h.detach().cpu().contiguous() for i, h in enumerate(hidden)})
+    tensors["rng/torch"] = torch.get_rng_state()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _check_meta(path: Path, raw: dict[str, str] | None) -> dict[str, Any]:
+    if not raw or _META_KEY not in raw:
+        raise CheckpointError(f"{path}: a safetensors file, but not a charlstm checkpoint")
+    meta = json.loads(raw[_META_KEY])
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version}, this charlstm reads format {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The metadata alone, without reading the tensors."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return _check_meta(path, f.metadata())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupted or not a checkpoint ({exc})") from None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint``; clear errors for anything else."""
+    meta = read_meta(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupted or not a checkpoint ({exc})") from None
+    return Checkpoint(path, tensors, meta)

@@ -1,0 +1,157 @@
+"""Sampling strategies and the streaming generators.
+
+Stream-trained models generate statefully: the prompt is read once, then each
+new character costs one single-step forward (O(1) per character). Window
+(tutorial) models generate as the tutorial did: the last ``seq_len``
+characters are re-read from a zero state for every new character.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from charlstm.errors import ConfigError, CorpusError
+from charlstm.model import CharLSTM
+from charlstm.runs import DATA_DIR, LoadedModel
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How the next character is chosen."""
+
+    length: int = 500  # characters to generate after the prompt
+    temperature: float = 1.0  # <1 sharper, >1 flatter
+    top_k: int | None = None  # keep the k most likely characters
+    top_p: float | None = None  # keep the smallest set whose probability reaches p
+    greedy: bool = False  # always the most likely character (the tutorial's argmax)
+    num_samples: int = 1  # samples generated together in one batch
+    seed: int | None = None  # None: a fresh random seed, reported so it can be reused
+    unknown: str = "error"  # prompt characters outside the vocabulary: error | drop | replace
+    replacement: str | None = None  # the character "replace" maps them to
+
+    def __post_init__(self) -> None:
+        if self.length < 0 or self.num_samples < 1:
+            raise ConfigError("length must be >= 0 and num_samples >= 1")
+        if self.temperature <= 0:
+            raise ConfigError("temperature must be positive (use --greedy for argmax)")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError("top_k must be at least 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError("top_p must be in (0, 1]")
+
+
+def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
+    """Pick one id per row from (B, V) logits."""
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / config.temperature
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p is not None and config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a character once the ones before it already reach top_p; the first always stays.
+        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= config.top_p
+        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Generator, int]:
+    """A seeded generator, and the seed used (drawn at random when none is given)."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator, seed
+
+
+@torch.no_grad()
+def stream_ids(
+    model: CharLSTM, prompt: torch.Tensor, config: SampleConfig, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Yield (B,) new ids per step from a (P,) prompt, carrying the state."""
+    device = model.head.weight.device
+    logits, state = model(prompt.to(device)[None, :])  # read the prompt once, batch 1
+    # Every sample starts from the same prompt state, so copy it rather than re-read the prompt.
+    state = tuple(s.expand(-1, config.num_samples, -1).contiguous() for s in state)
+    last = logits[:, -1].expand(config.num_samples, -1)  # (B, V)
+    for _ in range(config.length):
+        next_ids = sample_next(last, config, generator)  # (B,)
+        yield next_ids
+        logits, state = model(next_ids[:, None], state)  # (B, 1, V)
+        last = logits[:, -1]
+
+
+@torch.no_grad()
+def window_ids(
+    model: CharLSTM, prompt: torch.Tensor, seq_len: int, config: SampleConfig,
+    generator: torch.Generator,
+) -> Iterator[torch.Tensor]:
+    """Yield (B,) new ids per step, re-reading the last ``seq_len`` ids each time."""
+    device = model.head.weight.device
+    window = prompt[-seq_len:].to(device)[None, :].expand(config.num_samples, -1)  # (B, W)
+    for _ in range(config.length):
+        logits, _ = model(window)  # (B, W, V), from a zero state as in training
+        next_ids = sample_next(logits[:, -1], config, generator)
+        yield next_ids
+        window = torch.cat([window[:, 1 if window.shape[1] >= seq_len else 0 :], next_ids[:, None]], 1)
+
+
+def random_training_window(loaded: LoadedModel, rng: np.random.Generator) -> str:
+    """A random window of the run's training text, as the tutorial seeds generation."""
+    run_dir = loaded.run_dir
+    path = run_dir / DATA_DIR / "train.bin" if run_dir else None
+    if path is None or not path.exists():
+        raise CorpusError(
+            f"{loaded.path}: no prompt given and no training text beside the checkpoint "
+            "to draw a seed window from; pass --prompt"
+        )
+    from charlstm.data import open_prepared
+
+    ids = open_prepared(run_dir / DATA_DIR).split("train")
+    start = int(rng.integers(0, max(1, len(ids) - loaded.seq_len)))
+    return loaded.vocab.decode(ids[start : start + loaded.seq_len])
+
+
+def default_prompt(loaded: LoadedModel, seed: int) -> str:
+    """No prompt given: a paragraph start for stream models, a training window for window ones."""
+    if loaded.framing == "stream" and "\n" in loaded.vocab.index:
+        return "\n"
+    return random_training_window(loaded, np.random.default_rng(seed))
+
+
+def generate(
+    loaded: LoadedModel, prompt: str | None, config: SampleConfig
+) -> tuple[str, Iterator[list[str]]]:
+    """The prompt used and an iterator of new characters, one list (one per sample) a step."""
+    device = loaded.model.head.weight.device
+    generator, seed = make_generator(config.seed, device)
+    prompt_text = prompt if prompt else default_prompt(loaded, seed)
+    ids = loaded.vocab.encode(prompt_text, config.unknown, config.replacement)
+    if len(ids) == 0:
+        raise CorpusError("the prompt is empty once unknown characters are dropped")
+    prompt_ids = torch.from_numpy(ids)
+    if loaded.framing == "window":
+        steps = window_ids(loaded.model, prompt_ids, loaded.seq_len, config, generator)
+    else:
+        steps = stream_ids(loaded.model, prompt_ids, config, generator)
+    chars = loaded.vocab.chars
+    return prompt_text, ([chars[i] for i in step.tolist()] for step in steps)
+
+
+def generate_text(loaded: LoadedModel, prompt: str | None = None, **settings) -> list[str]:
+    """Generate whole samples (prompt excluded); ``settings`` are SampleConfig fields."""
+    config = SampleConfig(**settings)
+    _, steps = generate(loaded, prompt, config)
+    samples = [[] for _ in range(config.num_samples)]
+    for step in steps:
+        for sample, ch in zip(samples, step, strict=True):
+            sample.append(ch)
+    return ["".join(s) for s in samples]

@@ -1,0 +1,160 @@
+"""The character-level recurrent language model.
+
+Dimensions, named once: B batch, T time (characters), V vocabulary,
+E embedding (input features per character), H hidden, L layers.
+
+Contract shared by every cell (``lstm``, ``gru``, ``rnn``), so one trainer and
+one sampler serve them all::
+
+    logits, state = model(ids, state)   # ids (B, T) int64 -> logits (B, T, V)
+
+``logits`` are raw scores, never softmaxed; ``state`` is a tuple of (L, B, H)
+tensors (``(h, c)`` for the LSTM, ``(h,)`` for the others) that can be fed
+back in to continue the sequence where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charlstm.errors import ConfigError
+
+State = tuple[torch.Tensor, ...]
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+INPUT_ENCODINGS = ("embedding", "one-hot", "scalar")
+INITS = ("pytorch", "keras")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; ``vocab_size`` is filled in from the training text."""
+
+    vocab_size: int = 0
+    cell: str = "lstm"  # lstm | gru | rnn
+    input_encoding: str = "embedding"  # scalar is the tutorial's id / vocab_size
+    embedding_size: int = 64  # E for embedding input; one-hot uses V, scalar 1
+    hidden_size: int = 256  # H, as torch.nn.LSTM names it
+    num_layers: int = 2  # L
+    dropout: float = 0.2  # between layers and before the head, as Keras Dropout
+    init: str = "pytorch"  # keras: glorot/orthogonal/forget-bias 1, one bias vector
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.input_encoding not in INPUT_ENCODINGS:
+            raise ConfigError(f"input_encoding must be one of {', '.join(INPUT_ENCODINGS)}")
+        if self.init not in INITS:
+            raise ConfigError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
+        if self.hidden_size < 1 or self.num_layers < 1 or self.embedding_size < 1:
+            raise ConfigError("hidden_size, num_layers and embedding_size must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+
+    @property
+    def input_size(self) -> int:
+        """Features per time step entering the first recurrent layer."""
+        return {"embedding": self.embedding_size, "one-hot": self.vocab_size, "scalar": 1}[
+            self.input_encoding
+        ]
+
+
+class CharLSTM(nn.Module):
+    """Input encoding -> recurrent layers -> dropout -> linear head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ConfigError("vocab_size must be set before building a model")
+        self.config = config
+        self.embedding = (
+            nn.Embedding(config.vocab_size, config.embedding_size)
+            if config.input_encoding == "embedding"
+            else None
+        )
+        self.rnn = CELLS[config.cell](
+            config.input_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.init == "keras":
+            self._init_keras()
+
+    def _init_keras(self) -> None:
+        """Match Keras's LSTM/Dense defaults so the tutorial presets start alike.
+
+        Keras keeps one bias vector; PyTorch adds ``bias_ih`` and ``bias_hh``.
+        ``bias_ih`` plays Keras's bias and ``bias_hh`` is held at zero and
+        frozen, so the trainable parameter count equals Keras's.
+        """
+        H = self.config.hidden_size
+        for name, param in self.rnn.named_parameters():
+            if name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(param)  # glorot_uniform, fan_in=I, fan_out=4H
+            elif name.startswith("weight_hh"):
+                # Keras draws an orthogonal (H, 4H) kernel; ours is its transpose.
+                nn.init.orthogonal_(param)
+            elif name.startswith("bias_ih"):
+                nn.init.zeros_(param)
+                if self.config.cell == "lstm":
+                    with torch.no_grad():
+                        param[H : 2 * H] = 1.0  # unit_forget_bias; gate order i, f, g, o
+            elif name.startswith("bias_hh"):
+                nn.init.zeros_(param)
+                param.requires_grad_(False)
+        nn.init.xavier_uniform_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def encode_inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, E) features."""
+        if self.embedding is not None:
+            return self.embedding(ids)
+        if self.config.input_encoding == "one-hot":
+            return F.one_hot(ids, self.config.vocab_size).to(self.head.weight.dtype)
+        return (ids.to(self.head.weight.dtype) / self.config.vocab_size).unsqueeze(-1)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        x = self.encode_inputs(ids)  # (B, T, E)
+        if state is None:
+            state = self.init_state(ids.shape[0], ids.device)
+        rnn_state = state if self.config.cell == "lstm" else state[0]
+        out, new_state = self.rnn(x, rnn_state)  # out (B, T, H)
+        logits = self.head(self.dropout(out))  # (B, T, V)
+        return logits, new_state if isinstance(new_state, tuple) else (new_state,)
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zero state for ``batch_size`` sequences; dtype and device follow the weights."""
+        ref = self.head.weight
+        h = ref.new_zeros(self.config.num_layers, batch_size, self.config.hidden_size)
+        if device is not None:
+            h = h.to(device)
+        return (h, torch.zeros_like(h)) if self.config.cell == "lstm" else (h,)
+
+    def num_parameters(self, trainable_only: bool = True) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph between batches (truncated BPTT).
+
+    The values carry on so the next batch continues the text, but gradients
+    stop here; otherwise backward would reach back through every earlier batch.
+    """
+    return tuple(s.detach() for s in state)
+
+
+def char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in nats per character; logits (..., V), targets (...)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
+NATS_TO_BITS = 1.0 / math.log(2.0)
