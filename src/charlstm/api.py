@@ -69,6 +69,9 @@ def start_run(
     log.info("Total Vocab: %d", stats["total_vocab"])
     if train_cfg.framing == "window":
         log.info("Total Patterns: %d", trainer.batches.num_patterns)
+    else:
+        log.info("Sequences: %d rows x %d batches of %d characters per epoch",
+                 train_cfg.batch_size, len(trainer.batches), train_cfg.seq_len)
     log.info("Splits: %s", ", ".join(f"{k} {v}" for k, v in data.meta["sizes"].items()))
     log.info("Parameters: %d trainable", trainer.model.num_parameters())
     return trainer

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from charlstm import api, presets
 from charlstm.errors import CharLSTMError, ConfigError
@@ -114,7 +115,8 @@ def train(
         if out is None:
             _run(_fail, "give --out RUN_FOLDER for a new run (or --resume RUN)")
         trainer = _run(api.start_run, text, out, preset=preset, overrides=overrides, progress_bar=progress)
-    result = _run(trainer.fit)
+    with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
+        result = _run(trainer.fit)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items() if "loss" in k or "bits" in k)
     typer.echo(f"trained {result.progress.step} steps ({result.stop_reason}); {metrics}", err=True)
     if result.stop_reason == "interrupted":

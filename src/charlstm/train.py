@@ -34,7 +34,7 @@ class TrainConfig:
     framing: str = "stream"  # stream: loss on every position, state carried; window: tutorial
     seq_len: int = 128  # T: BPTT length (stream) or window length (window)
     batch_size: int = 32  # B: parallel streams or windows per step
-    epochs: int | None = 30  # whichever of epochs / max_steps / time_budget comes first
+    epochs: int | None = 50  # whichever of epochs / max_steps / time_budget comes first
     max_steps: int | None = None
     time_budget: float | None = None  # seconds of wall clock for this invocation
     optimizer: str = "adamw"  # adam | adamw
@@ -125,9 +125,8 @@ def make_optimizer(model: CharLSTM, config: TrainConfig) -> torch.optim.Optimize
 
 
 @contextmanager
-def stop_on_sigint():
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one aborts."""
-    flag = threading.Event()
+def stop_on_sigint(flag: threading.Event):
+    """First Ctrl-C sets ``flag`` so the loop stops at a step boundary; a second one aborts."""
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
@@ -155,6 +154,8 @@ class Trainer:
         self.model_config, self.corpus_config = model_config, corpus_config
         self.device = resolve_device(train_config.device)
         self.progress_bar = progress_bar
+        self.stop_requested = threading.Event()  # Ctrl-C, or another thread, asks to stop
+        self.clock = time.perf_counter  # replaceable, e.g. by a benchmark that pauses it to score
         seed_everything(train_config.seed)
         self.model = CharLSTM(model_config).to(self.device)
         self.optimizer = make_optimizer(self.model, train_config)
@@ -266,6 +267,7 @@ class Trainer:
             record["train_loss"] = recent_loss
         if epoch_end and p.epoch_samples:
             record["epoch_train_loss"] = float(self.epoch_sum) / p.epoch_samples
+        self.check_finite(recent_loss)
         result = self.evaluate_val()
         if result is not None:
             record.update({f"val_{k}": v for k, v in result.as_dict().items() if k != "characters"})
@@ -286,6 +288,16 @@ class Trainer:
                 stale.unlink()
         self.save(self.run_dir / runs.LAST)
 
+    def check_finite(self, recent_loss: float | None) -> None:
+        """Refuse to go on (or save) once the loss or any weight is NaN or infinite."""
+        sums = torch.stack([p.detach().float().sum() for p in self.model.parameters()])
+        weights_ok = bool(sums.isfinite().all())
+        if not weights_ok or (recent_loss is not None and not math.isfinite(recent_loss)):
+            raise TrainingDivergedError(
+                f"training diverged at step {self.progress.step} (loss {recent_loss}); the last good "
+                f"checkpoint is kept in {self.run_dir}; try a lower --lr or --grad-clip"
+            )
+
     def should_stop(self, start: float, interrupt: threading.Event) -> str | None:
         c, p = self.config, self.progress
         if interrupt.is_set():
@@ -294,23 +306,23 @@ class Trainer:
             return "max_steps"
         if c.epochs is not None and p.epoch >= c.epochs:
             return "epochs"
-        if c.time_budget is not None and time.perf_counter() - start >= c.time_budget:
+        if c.time_budget is not None and self.clock() - start >= c.time_budget:
             return "time_budget"
         return None
 
     def fit(self) -> TrainResult:
         """Train until a limit or Ctrl-C; always leaves ``last`` up to date."""
         c, p = self.config, self.progress
-        start = time.perf_counter()
+        start = self.clock()
         chars_per_step = c.batch_size * c.seq_len
         n_batches = len(self.batches)
         totals = [t for t in (c.max_steps, c.epochs and c.epochs * n_batches) if t]
         bar = tqdm(total=min(totals) if totals else None, initial=p.step, unit="step",
                    disable=not self.progress_bar, dynamic_ncols=True, leave=False)
         window_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        window_steps, window_start = 0, time.perf_counter()
+        window_steps, window_start = 0, self.clock()
         reason = None
-        with stop_on_sigint() as interrupt:
+        with stop_on_sigint(self.stop_requested) as interrupt:
             reason = self.should_stop(start, interrupt)
             while reason is None:
                 if c.framing == "stream" and p.batch == 0:
@@ -318,7 +330,7 @@ class Trainer:
                 iterator = (self.batches.iterate(p.batch) if isinstance(self.batches, StreamBatches)
                             else self.batches.iterate(p.epoch, p.batch))
                 for k, x, y in iterator:
-                    factor = lr_factor(c, p.step, self.budget_fraction(time.perf_counter() - start))
+                    factor = lr_factor(c, p.step, self.budget_fraction(self.clock() - start))
                     for group in self.optimizer.param_groups:
                         group["lr"] = c.lr * factor
                     loss = self.train_step(x, y)
@@ -332,17 +344,14 @@ class Trainer:
                     if window_steps >= c.log_every or eval_due:
                         recent = float(window_sum) / window_steps
                         if not math.isfinite(recent):
-                            raise TrainingDivergedError(
-                                f"training loss became {recent} at step {p.step}; the last good "
-                                f"checkpoint is kept in {self.run_dir}; try a lower --lr or --grad-clip"
-                            )
-                        rate = window_steps * chars_per_step / (time.perf_counter() - window_start)
+                            self.check_finite(recent)
+                        rate = window_steps * chars_per_step / (self.clock() - window_start)
                         bar.set_postfix(epoch=p.epoch + 1, loss=f"{recent:.3f}", chars_s=f"{rate:,.0f}")
                         bar.update(window_steps)
                         window_sum.zero_()
-                        window_steps, window_start = 0, time.perf_counter()
+                        window_steps, window_start = 0, self.clock()
                     if eval_due:
-                        self.report(recent, epoch_end, time.perf_counter() - start)
+                        self.report(recent, epoch_end, self.clock() - start)
                     if epoch_end:
                         p.epoch, p.batch, p.epoch_samples = p.epoch + 1, 0, 0
                         self.epoch_sum.zero_()
@@ -352,7 +361,7 @@ class Trainer:
         bar.close()
         if self.last_eval_step != p.step:
             recent = float(window_sum) / window_steps if window_steps else None
-            self.report(recent, False, time.perf_counter() - start)
+            self.report(recent, False, self.clock() - start)
         else:
             self.save(self.run_dir / runs.LAST)  # counters moved on at the epoch's end
         log.info("stopped after step %d (%s)", p.step, reason)

@@ -1,0 +1,88 @@
+"""Helpers shared by the generate, evaluate and CLI tests: small texts, tiny models, tiny runs.
+
+Plain functions, not fixtures, so each test file scopes its own fixtures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from charlstm import api
+from charlstm.model import CharLSTM, ModelConfig
+
+# Tiny settings: every run trains in well under a second on a CPU.
+TINY_MODEL = {"hidden_size": 16, "num_layers": 1, "embedding_size": 8, "dropout": 0.0}
+TINY_STREAM = {**TINY_MODEL, "seq_len": 16, "batch_size": 4, "eval_every": 3, "epochs": None}
+TINY_WINDOW = {"hidden_size": 8, "seq_len": 10, "batch_size": 16, "epochs": 1}
+
+# No '-' in the texts: the CLI's multi-sample output is split on '--- sample N ---' lines.
+_SENTENCES = (
+    "the quick brown fox jumps over a lazy dog while Alice reads her book by the river, "
+    "and the White Rabbit runs past. Why? Nobody knows; she follows it down the hole."
+)
+_WORDS = _SENTENCES.split()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread: tiny ops on a shared CPU are many times slower with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def sample_text(words: int = 600, seed: int = 0) -> str:
+    """Pseudo-English of about ``6 * words`` characters, with line breaks, deterministic."""
+    rng = random.Random(seed)
+    lines, line = [], []
+    for _ in range(words):
+        line.append(rng.choice(_WORDS))
+        if len(line) == 12:
+            lines.append(" ".join(line))
+            line = []
+    lines.append(" ".join(line))
+    return "\n".join(lines) + "\n"
+
+
+def write_text(path: Path, words: int = 600, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sample_text(words, seed), encoding="utf-8")
+    return path
+
+
+def tiny_model(
+    vocab_size: int, *, cell: str = "lstm", num_layers: int = 2, seed: int = 0, scale: float = 1.0
+) -> CharLSTM:
+    """A random CharLSTM in eval mode (dropout configured, so eval mode matters).
+
+    ``scale`` multiplies every weight: at PyTorch's small initial weights greedy decoding
+    repeats one character, which would make sequence comparisons prove little.
+    """
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=vocab_size, cell=cell, hidden_size=16, num_layers=num_layers,
+                         embedding_size=8, dropout=0.3)
+    model = CharLSTM(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(scale)
+    return model
+
+
+def train_stream_run(run_dir: Path, text: Path, **overrides) -> Path:
+    """A default-preset (stream) run trained for a few steps, with a held-out split."""
+    api.train([text], out_dir=run_dir, preset="default", **{**TINY_STREAM, "max_steps": 6, **overrides})
+    return run_dir
+
+
+def train_window_run(run_dir: Path, text: Path, **overrides) -> Path:
+    """A tutorial-preset (window) run: no held-out split, Keras-style checkpoint names."""
+    api.train([text], out_dir=run_dir, preset="tutorial", **{**TINY_WINDOW, **overrides})
+    return run_dir

@@ -1,0 +1,248 @@
+"""data.py: splits, prepared token files, stream batches and window batches."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from charlstm import data
+from charlstm.corpus import Vocab
+from charlstm.data import StreamBatches, WindowBatches, id_dtype, open_prepared, split_sizes, write_prepared
+from charlstm.errors import CorpusError
+
+# --- splits ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 100, 4557])
+@pytest.mark.parametrize(("val", "test"), [(0.0, 0.0), (0.1, 0.0), (0.1, 0.05), (0.45, 0.45)])
+def test_split_sizes_cover_the_text(n, val, test):
+    sizes = split_sizes(n, val, test)
+    assert list(sizes) == ["train", "val", "test"]
+    assert sum(sizes.values()) == n
+    assert all(size >= 0 for size in sizes.values())
+    assert abs(sizes["val"] - n * val) <= 0.5
+    assert abs(sizes["test"] - n * test) <= 0.5
+
+
+@pytest.mark.parametrize(("val", "test"), [(-0.1, 0.0), (0.0, -0.1), (1.0, 0.0), (0.5, 0.5), (0.9, 0.2)])
+def test_split_sizes_reject_bad_fractions(val, test):
+    with pytest.raises(CorpusError, match="fraction"):
+        split_sizes(100, val, test)
+
+
+# --- prepared token files -----------------------------------------------------------------------
+
+
+def test_prepared_round_trip_is_contiguous_train_val_test(tmp_path, tiny_text):
+    vocab = Vocab.from_text(tiny_text)
+    written = write_prepared(
+        tiny_text, vocab, tmp_path / "prep", val_fraction=0.1, test_fraction=0.05,
+        extra_meta={"source": "tiny"},
+    )
+    opened = open_prepared(tmp_path / "prep")
+    assert opened.vocab == vocab
+    assert opened.meta == written.meta
+    assert opened.meta["source"] == "tiny"
+    assert opened.meta["total_characters"] == len(tiny_text)
+    assert opened.meta["sha256"] == hashlib.sha256(tiny_text.encode("utf-8")).hexdigest()
+    assert opened.meta["sizes"] == split_sizes(len(tiny_text), 0.1, 0.05)
+
+    parts = [opened.split(name) for name in data.SPLITS]
+    for name, part in zip(data.SPLITS, parts, strict=True):
+        assert part.dtype == np.uint8
+        assert (tmp_path / "prep" / f"{name}.bin").stat().st_size == len(part)
+        assert len(part) == opened.meta["sizes"][name]
+    # In text order: train | val | test, nothing interleaved.
+    np.testing.assert_array_equal(np.concatenate(parts).astype(np.int64), vocab.encode(tiny_text))
+    assert vocab.decode(parts[1]) == tiny_text[len(parts[0]) : len(parts[0]) + len(parts[1])]
+
+
+def test_empty_split_has_no_file_and_reads_empty(tmp_path, tiny_text):
+    vocab = Vocab.from_text(tiny_text)
+    prepared = write_prepared(tiny_text, vocab, tmp_path, val_fraction=0.1, test_fraction=0)
+    assert not (tmp_path / "test.bin").exists()
+    assert len(prepared.split("test")) == 0
+
+
+@pytest.mark.parametrize(
+    ("vocab_size", "dtype"), [(1, np.uint8), (256, np.uint8), (257, np.uint16), (65536, np.uint16)]
+)
+def test_id_dtype_is_the_smallest_that_fits(vocab_size, dtype):
+    assert id_dtype(vocab_size) == np.dtype(dtype)
+    assert np.iinfo(id_dtype(vocab_size)).max >= vocab_size - 1
+
+
+def test_id_dtype_refuses_above_65536():
+    with pytest.raises(CorpusError, match="65,536"):
+        id_dtype(65537)
+
+
+def test_large_vocab_is_stored_as_uint16(tmp_path):
+    chars = [chr(0x4E00 + i) for i in range(300)]  # 300 distinct CJK characters
+    text = "".join(chars) * 3
+    vocab = Vocab.from_text(text)
+    prepared = write_prepared(text, vocab, tmp_path, val_fraction=0.0, test_fraction=0.0)
+    assert prepared.meta["dtype"] == "uint16"
+    train = open_prepared(tmp_path).split("train")
+    assert train.dtype == np.uint16
+    assert (tmp_path / "train.bin").stat().st_size == 2 * len(text)
+    assert vocab.decode(train) == text  # ids above 255 survive
+
+
+def test_truncated_bin_is_a_corpus_error(tmp_path, tiny_text):
+    write_prepared(tiny_text, Vocab.from_text(tiny_text), tmp_path, val_fraction=0.1, test_fraction=0.0)
+    train_bin = tmp_path / "train.bin"
+    train_bin.write_bytes(train_bin.read_bytes()[:-1])
+    with pytest.raises(CorpusError, match="truncated") as info:
+        open_prepared(tmp_path).split("train")
+    assert str(train_bin) in str(info.value)
+
+
+def test_missing_bin_is_a_corpus_error(tmp_path, tiny_text):
+    write_prepared(tiny_text, Vocab.from_text(tiny_text), tmp_path, val_fraction=0.1, test_fraction=0.0)
+    (tmp_path / "val.bin").unlink()
+    with pytest.raises(CorpusError):
+        open_prepared(tmp_path).split("val")
+
+
+def test_folder_without_meta_is_a_corpus_error(tmp_path):
+    with pytest.raises(CorpusError, match=data.META_FILE):
+        open_prepared(tmp_path)
+
+
+def test_meta_is_plain_json(tmp_path, tiny_text):
+    write_prepared(tiny_text, Vocab.from_text(tiny_text), tmp_path, val_fraction=0.0, test_fraction=0.0)
+    meta = json.loads((tmp_path / data.META_FILE).read_text(encoding="utf-8"))
+    assert meta["vocab"] == sorted(set(tiny_text))
+
+
+# --- stream framing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("batch_size", "seq_len"), [(2, 3), (3, 5), (4, 7)])
+def test_stream_rows_continue_across_batches(batch_size, seq_len):
+    # Ids equal to their positions make "followed by in the original sequence" checkable.
+    ids = np.arange(101, dtype=np.int64)
+    stream = StreamBatches(ids, batch_size, seq_len)
+    batches = [stream.batch(k) for k in range(len(stream))]
+    assert len(batches) == ((len(ids) - 1) // batch_size) // seq_len >= 2
+    for (x, _), (x_next, _) in itertools.pairwise(batches):
+        for row in range(batch_size):
+            assert int(x_next[row, 0]) == int(x[row, -1]) + 1
+    for x, y in batches:
+        assert x.shape == y.shape == (batch_size, seq_len)
+        assert x.dtype == y.dtype == torch.int64
+        torch.testing.assert_close(y, x + 1)  # targets: the next id of the sequence
+
+
+def test_stream_batches_read_the_real_text_row_by_row(tmp_path, tiny_text):
+    vocab = Vocab.from_text(tiny_text)
+    ids = write_prepared(tiny_text, vocab, tmp_path, val_fraction=0.0, test_fraction=0.0).split("train")
+    batch_size, seq_len = 4, 16
+    stream = StreamBatches(ids, batch_size, seq_len)  # over the uint8 memmap
+    row_len = (len(tiny_text) - 1) // batch_size
+    # Row n of the stream, read batch after batch, is one contiguous stretch of the text.
+    rows = [""] * batch_size
+    target_rows = [""] * batch_size
+    for k, x, y in stream.iterate():
+        assert k < len(stream)
+        for n in range(batch_size):
+            rows[n] += vocab.decode(x[n])
+            target_rows[n] += vocab.decode(y[n])
+    covered = len(stream) * seq_len
+    for n in range(batch_size):
+        assert rows[n] == tiny_text[n * row_len : n * row_len + covered]
+        assert target_rows[n] == tiny_text[n * row_len + 1 : n * row_len + covered + 1]
+
+
+def test_stream_iterate_starts_at_a_batch():
+    stream = StreamBatches(np.arange(200), batch_size=2, seq_len=5)
+    resumed = list(stream.iterate(start=3))
+    assert [k for k, _, _ in resumed] == list(range(3, len(stream)))
+    torch.testing.assert_close(resumed[0][1], stream.batch(3)[0])
+
+
+def test_stream_needs_one_sequence_per_row():
+    StreamBatches(np.arange(2 * 5 + 1), batch_size=2, seq_len=5)  # just enough: one batch
+    with pytest.raises(CorpusError, match="too short"):
+        StreamBatches(np.arange(2 * 5), batch_size=2, seq_len=5)
+
+
+# --- window framing ------------------------------------------------------------------------------
+
+
+def _windows(batches: WindowBatches, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x, y) for _, x, y in batches.iterate(epoch)]
+
+
+def test_each_window_predicts_the_id_after_it():
+    ids = np.arange(50, dtype=np.int64)
+    seq_len = 6
+    for x, y in _windows(WindowBatches(ids, batch_size=8, seq_len=seq_len, seed=0), epoch=0):
+        assert x.shape[1] == seq_len and y.shape == (x.shape[0],)
+        torch.testing.assert_close(x, x[:, :1] + torch.arange(seq_len))  # consecutive ids
+        torch.testing.assert_close(y, x[:, -1] + 1)
+
+
+def test_windows_over_real_text(tiny_text):
+    vocab = Vocab.from_text(tiny_text)
+    batches = WindowBatches(vocab.encode(tiny_text), batch_size=64, seq_len=10, seed=1)
+    x, y = _windows(batches, epoch=0)[0]
+    for row in range(x.shape[0]):
+        window = vocab.decode(x[row])
+        start = int(batches.order(0)[row])
+        assert window == tiny_text[start : start + 10]
+        assert vocab.decode([y[row]]) == tiny_text[start + 10]
+
+
+def test_every_pattern_appears_once_per_epoch_and_last_batch_is_short():
+    ids = np.arange(60, dtype=np.int64)
+    batches = WindowBatches(ids, batch_size=8, seq_len=5, seed=3)
+    num_patterns = len(ids) - 5
+    assert batches.num_patterns == num_patterns
+    for epoch in (0, 1):
+        windows = _windows(batches, epoch)
+        sizes = [len(y) for _, y in windows]
+        assert len(windows) == len(batches) == -(-num_patterns // 8)
+        assert sizes == [8] * (len(windows) - 1) + [num_patterns % 8]
+        starts = torch.cat([x[:, 0] for x, _ in windows])
+        assert sorted(starts.tolist()) == list(range(num_patterns))
+
+
+def test_order_depends_only_on_seed_and_epoch():
+    ids = np.arange(300, dtype=np.int64)
+    first = WindowBatches(ids, batch_size=16, seq_len=4, seed=7)
+    second = WindowBatches(ids, batch_size=16, seq_len=4, seed=7)
+    torch.testing.assert_close(first.order(2), second.order(2))
+    epoch_2 = torch.cat([x[:, 0] for x, _ in _windows(first, 2)])
+    torch.testing.assert_close(epoch_2, torch.cat([x[:, 0] for x, _ in _windows(second, 2)]))
+    assert not torch.equal(first.order(2), first.order(3))
+    assert not torch.equal(first.order(2), WindowBatches(ids, 16, 4, seed=8).order(2))
+    assert not torch.equal(first.order(2), torch.arange(first.num_patterns))  # it does shuffle
+
+
+def test_resumed_window_iteration_matches_the_rest_of_the_epoch():
+    batches = WindowBatches(np.arange(100), batch_size=8, seq_len=4, seed=0)
+    whole = _windows(batches, epoch=1)
+    resumed = [(x, y) for _, x, y in batches.iterate(1, start=5)]
+    assert len(resumed) == len(whole) - 5
+    for (x, y), (x_whole, y_whole) in zip(resumed, whole[5:], strict=True):
+        torch.testing.assert_close(x, x_whole)
+        torch.testing.assert_close(y, y_whole)
+
+
+def test_unshuffled_windows_are_in_text_order():
+    batches = WindowBatches(np.arange(30), batch_size=4, seq_len=3, seed=0, shuffle=False)
+    starts = torch.cat([x[:, 0] for x, _ in _windows(batches, epoch=5)])
+    assert starts.tolist() == list(range(27))
+
+
+def test_window_needs_one_pattern():
+    assert len(WindowBatches(np.arange(6), batch_size=4, seq_len=5, seed=0)) == 1
+    with pytest.raises(CorpusError, match="shorter than one window"):
+        WindowBatches(np.arange(5), batch_size=4, seq_len=5, seed=0)

@@ -1,0 +1,334 @@
+"""Sampling strategies and the stream / window generators, checked against naive references."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from _runs import one_thread, tiny_model, train_stream_run, write_text
+from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
+from charlstm.generate import (
+    SampleConfig,
+    generate,
+    generate_text,
+    make_generator,
+    sample_next,
+    stream_ids,
+    window_ids,
+)
+from charlstm.runs import load_model
+
+V = 11
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("generate")
+    return train_stream_run(root / "run", write_text(root / "text.txt"))
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def support(logits: torch.Tensor, config: SampleConfig, draws: int = 4000, seed: int = 0) -> set[int]:
+    """The ids drawn for one row of logits over many independent draws."""
+    rows = logits.reshape(1, -1).expand(draws, -1)
+    return set(sample_next(rows, config, seeded(seed)).tolist())
+
+
+def logits_of(probs: list[float]) -> torch.Tensor:
+    return torch.tensor(probs).log()
+
+
+# ---- sample_next ---------------------------------------------------------------------------
+
+
+def test_greedy_is_argmax_whatever_the_temperature():
+    logits = torch.randn(64, V, generator=seeded(1))
+    for temperature in (0.1, 1.0, 5.0):
+        picked = sample_next(logits, SampleConfig(greedy=True, temperature=temperature), seeded())
+        assert torch.equal(picked, logits.argmax(dim=-1))
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0, 20.0])
+def test_top_k_1_equals_greedy(temperature):
+    logits = torch.randn(256, V, generator=seeded(2))
+    picked = sample_next(logits, SampleConfig(top_k=1, temperature=temperature), seeded(3))
+    assert torch.equal(picked, logits.argmax(dim=-1))
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_top_k_draws_only_from_the_k_most_likely(k):
+    logits = torch.randn(V, generator=seeded(k)) * 0.5  # flat enough that every survivor gets drawn
+    expected = set(torch.topk(logits, k).indices.tolist())
+    assert support(logits, SampleConfig(top_k=k)) == expected
+
+
+def test_top_k_at_or_above_the_vocabulary_keeps_everything():
+    logits = torch.zeros(V)
+    assert support(logits, SampleConfig(top_k=V)) == set(range(V))
+    assert support(logits, SampleConfig(top_k=V + 5)) == set(range(V))
+
+
+@pytest.mark.parametrize(
+    ("top_p", "expected"),
+    [(0.5, {0}), (0.7, {0, 1}), (0.85, {0, 1, 2}), (0.97, {0, 1, 2, 3}), (1.0, {0, 1, 2, 3})],
+)
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p, expected):
+    probs = [0.5, 0.3, 0.15, 0.05]
+    assert support(logits_of(probs), SampleConfig(top_p=top_p)) == expected
+
+
+def test_top_p_works_per_row_in_each_rows_own_order():
+    # Row 1 is row 0 reversed: the kept set must follow each row's own ranking.
+    rows = torch.stack([logits_of([0.5, 0.3, 0.15, 0.05]), logits_of([0.05, 0.15, 0.3, 0.5])])
+    draws = sample_next(rows.repeat(2000, 1), SampleConfig(top_p=0.7), seeded()).view(2000, 2)
+    assert set(draws[:, 0].tolist()) == {0, 1}
+    assert set(draws[:, 1].tolist()) == {3, 2}
+
+
+def test_top_p_renormalises_the_kept_probabilities():
+    draws = 8000
+    rows = logits_of([0.5, 0.3, 0.15, 0.05]).expand(draws, -1)
+    counts = Counter(sample_next(rows, SampleConfig(top_p=0.7), seeded(4)).tolist())
+    # Kept {0, 1} with probabilities 0.5 / 0.8 and 0.3 / 0.8; the tolerance is ~5 standard deviations.
+    assert counts[0] / draws == pytest.approx(0.5 / 0.8, abs=0.03)
+    assert counts[1] / draws == pytest.approx(0.3 / 0.8, abs=0.03)
+
+
+def test_top_p_applies_to_what_top_k_kept():
+    logits = logits_of([0.5, 0.3, 0.15, 0.05])
+    assert support(logits, SampleConfig(top_p=0.6)) == {0, 1}  # 0.5 alone does not reach 0.6
+    # top_k=2 leaves 0.625 / 0.375: 0.625 alone reaches 0.6.
+    assert support(logits, SampleConfig(top_k=2, top_p=0.6)) == {0}
+
+
+def test_low_temperature_concentrates_and_high_temperature_flattens():
+    logits = torch.tensor([1.0, 0.5, 0.0, -0.5])
+    draws = 4000
+
+    def share_of_argmax(temperature: float) -> float:
+        rows = logits.expand(draws, -1)
+        picked = sample_next(rows, SampleConfig(temperature=temperature), seeded(5))
+        return (picked == 0).float().mean().item()
+
+    expected = {t: torch.softmax(logits / t, -1)[0].item() for t in (0.1, 1.0, 10.0)}
+    shares = {t: share_of_argmax(t) for t in expected}
+    assert shares[0.1] > 0.98
+    assert shares[0.1] > shares[1.0] > shares[10.0]
+    for t, share in shares.items():
+        assert share == pytest.approx(expected[t], abs=0.04)
+
+
+def test_same_seed_same_samples_other_seed_other_samples():
+    logits = torch.randn(300, V, generator=seeded(6))
+    first = sample_next(logits, SampleConfig(), seeded(42))
+    again = sample_next(logits, SampleConfig(), seeded(42))
+    other = sample_next(logits, SampleConfig(), seeded(43))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_make_generator_reports_the_seed_it_drew():
+    generator, seed = make_generator(None, torch.device("cpu"))
+    replay, same_seed = make_generator(seed, torch.device("cpu"))
+    assert same_seed == seed
+    assert torch.equal(torch.rand(20, generator=generator), torch.rand(20, generator=replay))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"length": -1},
+        {"num_samples": 0},
+        {"temperature": 0.0},
+        {"temperature": -1.0},
+        {"top_k": 0},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"top_p": -0.2},
+    ],
+)
+def test_sample_config_rejects_impossible_settings(settings):
+    with pytest.raises(ConfigError):
+        SampleConfig(**settings)
+
+
+def test_sample_config_accepts_the_edges():
+    SampleConfig(length=0, top_k=1, top_p=1.0, temperature=1e-3)
+
+
+# ---- stateful generation ---------------------------------------------------------------------
+
+
+def naive_stream(model, prompt: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> list[int]:
+    """Re-read the whole text from a zero state for every new character: O(n) per step."""
+    ids = prompt.tolist()
+    out = []
+    for _ in range(config.length):
+        logits, _ = model(torch.tensor([ids]))
+        next_id = sample_next(logits[:, -1], config, generator).item()
+        out.append(next_id)
+        ids.append(next_id)
+    return out
+
+
+def naive_window(model, prompt: torch.Tensor, seq_len: int, config: SampleConfig,
+                 generator: torch.Generator) -> list[int]:
+    """The tutorial's loop: predict from the last ``seq_len`` ids, then slide by one."""
+    window = prompt.tolist()[-seq_len:]
+    out = []
+    for _ in range(config.length):
+        logits, _ = model(torch.tensor([window]))
+        next_id = sample_next(logits[:, -1], config, generator).item()
+        out.append(next_id)
+        window = [*window, next_id][-seq_len:]
+    return out
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("config", [SampleConfig(greedy=True, length=40),
+                                    SampleConfig(temperature=0.8, top_k=4, length=40)])
+def test_stream_ids_equals_rereading_the_whole_prefix(cell, config):
+    model = tiny_model(V, cell=cell, scale=4.0)
+    prompt = torch.randint(0, V, (7,), generator=seeded(7))
+    fast = [step.item() for step in stream_ids(model, prompt, config, seeded(8))]
+    slow = naive_stream(model, prompt, config, seeded(8))
+    assert fast == slow
+    assert len(set(fast)) > 1  # a model stuck on one character would prove little
+
+
+@pytest.mark.parametrize("prompt_len", [3, 9, 20])
+def test_window_ids_equals_the_sliding_window_reference(prompt_len):
+    seq_len = 9
+    model = tiny_model(V, scale=4.0)
+    prompt = torch.randint(0, V, (prompt_len,), generator=seeded(9))
+    config = SampleConfig(temperature=0.9, top_k=6, length=25)  # greedy settles on one id here
+    fast = [step.item() for step in window_ids(model, prompt, seq_len, config, seeded())]
+    assert fast == naive_window(model, prompt, seq_len, config, seeded())
+    assert len(set(fast)) > 1
+
+
+def test_window_ids_reads_the_last_seq_len_ids_from_a_zero_state():
+    seq_len, length = 6, 12
+    model = tiny_model(V)
+    seen: list[tuple[list[int], bool]] = []
+    forward = model.forward
+
+    def recording_forward(ids, state=None):
+        seen.append((ids[0].tolist(), state is None))
+        return forward(ids, state)
+
+    model.forward = recording_forward
+    prompt = torch.randint(0, V, (10,), generator=seeded(10))
+    config = SampleConfig(temperature=1.0, length=length)
+    generated = [step.item() for step in window_ids(model, prompt, seq_len, config, seeded())]
+    text = prompt.tolist() + generated
+    assert len(seen) == length
+    for step, (window, fresh_state) in enumerate(seen):
+        end = len(prompt) + step
+        assert window == text[end - seq_len : end]
+        assert fresh_state
+
+
+@pytest.mark.parametrize("framing", ["stream", "window"])
+def test_num_samples_gives_a_row_per_sample_and_greedy_rows_agree(framing):
+    model = tiny_model(V)
+    prompt = torch.randint(0, V, (8,), generator=seeded(11))
+
+    def run(config: SampleConfig) -> torch.Tensor:
+        steps = (stream_ids(model, prompt, config, seeded(12)) if framing == "stream"
+                 else window_ids(model, prompt, 5, config, seeded(12)))
+        return torch.stack(list(steps), dim=1)  # (num_samples, length)
+
+    greedy = run(SampleConfig(greedy=True, num_samples=4, length=30))
+    single = run(SampleConfig(greedy=True, num_samples=1, length=30))
+    assert greedy.shape == (4, 30)
+    assert (greedy == single).all()
+    sampled = run(SampleConfig(temperature=1.5, num_samples=4, length=30))
+    assert sampled.shape == (4, 30)
+    assert len({tuple(row) for row in sampled.tolist()}) == 4  # independent samples
+
+
+def test_zero_length_generates_nothing():
+    model = tiny_model(V)
+    assert list(stream_ids(model, torch.tensor([1, 2]), SampleConfig(length=0), seeded())) == []
+
+
+# ---- generate / generate_text on a trained run ---------------------------------------------------
+
+
+def test_generate_text_is_reproducible_with_a_seed(stream_run):
+    loaded = load_model(stream_run)
+    first = generate_text(loaded, "the ", length=60, seed=7)
+    assert first == generate_text(loaded, "the ", length=60, seed=7)
+    assert first != generate_text(loaded, "the ", length=60, seed=8)
+    assert len(first) == 1 and len(first[0]) == 60
+    assert set(first[0]) <= set(loaded.vocab.chars)
+
+
+def test_generate_text_num_samples(stream_run):
+    loaded = load_model(stream_run)
+    samples = generate_text(loaded, "Alice ", length=30, num_samples=3, seed=1)
+    assert len(samples) == 3 and all(len(s) == 30 for s in samples)
+    greedy = generate_text(loaded, "Alice ", length=30, num_samples=3, greedy=True)
+    assert greedy[0] == greedy[1] == greedy[2]
+
+
+def test_generate_reports_the_prompt_used(stream_run):
+    loaded = load_model(stream_run)
+    used, steps = generate(loaded, "the fox", SampleConfig(length=5, seed=0))
+    assert used == "the fox"
+    assert len(list(steps)) == 5
+    # A stream model with no prompt starts as at a paragraph break.
+    used, _ = generate(loaded, None, SampleConfig(length=5, seed=0))
+    assert used == "\n"
+
+
+def test_unknown_prompt_characters_are_listed(stream_run):
+    loaded = load_model(stream_run)
+    with pytest.raises(UnknownCharactersError) as caught:
+        generate_text(loaded, "the ☃ fox €☃", length=5, seed=0)
+    assert caught.value.unknown == ["€", "☃"]
+    assert "'☃'" in str(caught.value) and "'€'" in str(caught.value)
+    assert "--unknown" in str(caught.value)
+
+
+def test_unknown_drop_and_replace_equal_the_cleaned_prompt(stream_run):
+    loaded = load_model(stream_run)
+    settings = {"length": 40, "seed": 3}
+    dropped = generate_text(loaded, "the ☃fox", unknown="drop", **settings)
+    assert dropped == generate_text(loaded, "the fox", **settings)
+    replaced = generate_text(loaded, "the☃fox", unknown="replace", replacement=" ", **settings)
+    assert replaced == generate_text(loaded, "the fox", **settings)
+
+
+def test_unknown_policy_errors(stream_run):
+    loaded = load_model(stream_run)
+    with pytest.raises(CorpusError, match="replacement"):
+        generate_text(loaded, "the ☃", length=5, unknown="replace", replacement="☂")
+    with pytest.raises(CorpusError, match="empty"):
+        generate_text(loaded, "☃€", length=5, unknown="drop")
+    with pytest.raises(CorpusError, match="policy"):
+        generate_text(loaded, "the ☃", length=5, unknown="ignore")
+
+
+def test_streaming_generation_matches_the_naive_reference_on_a_trained_model(stream_run):
+    loaded = load_model(stream_run)
+    prompt = "the White Rabbit"
+    config = SampleConfig(greedy=True, length=30)
+    _, steps = generate(loaded, prompt, config)
+    fast = "".join(step[0] for step in steps)
+    ids = torch.from_numpy(loaded.vocab.encode(prompt))
+    slow = loaded.vocab.decode(naive_stream(loaded.model, ids, config, seeded()))
+    assert fast == slow
