@@ -173,11 +173,6 @@ def test_utf16_file_with_nul_bytes_reads_when_asked(tmp_path):
     assert load_text([path], CorpusConfig(encoding="utf-16")) == "h\u00e9llo wide"
 
 
-@pytest.mark.xfail(
-    raises=CorpusError,
-    reason="bug: read_file exempts only names starting 'utf-16' from the NUL check, so UTF-32 "
-    "and the 'utf16' alias are refused as binary",
-)
 @pytest.mark.parametrize(("encoding", "codec"), [("utf-32", "utf-32"), ("utf16", "utf-16")])
 def test_other_wide_encodings_read_when_asked(tmp_path, encoding, codec):
     path = tmp_path / "wide.txt"

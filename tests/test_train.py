@@ -15,7 +15,7 @@ import torch
 
 from charlstm import api, runs
 from charlstm.checkpoint import load_checkpoint, read_meta
-from charlstm.errors import CheckpointError, ConfigError, TrainingDivergedError
+from charlstm.errors import CheckpointError, ConfigError, CorpusError, TrainingDivergedError
 from charlstm.train import TrainConfig, lr_factor
 
 TINY = {"hidden_size": 16, "num_layers": 2, "embedding_size": 8, "dropout": 0.1}
@@ -25,7 +25,7 @@ WINDOW = {**TINY, "seq_len": 12, "batch_size": 32, "epochs": None, "eval_every":
 
 @pytest.fixture
 def text_file(tmp_path: Path) -> Path:
-    words = "the quick brown fox jumps over a lazy dog while alice reads her book".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "alice", "reads"]
     rng = torch.Generator().manual_seed(0)
     picks = torch.randint(0, len(words), (900,), generator=rng).tolist()
     path = tmp_path / "text.txt"
@@ -197,7 +197,7 @@ def test_resume_detects_a_changed_data_folder(tmp_path, text_file):
 def test_a_failed_start_leaves_no_half_made_run(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("too short", encoding="utf-8")
-    with pytest.raises(Exception, match="too short|shorter"):
+    with pytest.raises(CorpusError, match=r"too short|shorter"):
         api.train([short], out_dir=tmp_path / "run", **STREAM)
     assert not (tmp_path / "run").exists()
 
@@ -208,7 +208,8 @@ def test_ctrl_c_saves_last_and_exits_zero_with_how_to_resume(tmp_path, text_file
     cmd = [sys.executable, "-m", "charlstm", "train", str(text_file), "--out", str(run_dir),
            "--hidden-size", "16", "--num-layers", "1", "--seq-len", "16", "--batch-size", "4",
            "--no-progress", "--eval-every", "0"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
     while not (run_dir / "config.json").exists() and time.time() < deadline:
         time.sleep(0.1)

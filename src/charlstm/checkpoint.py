@@ -85,7 +85,7 @@ def save_checkpoint(
     A crash mid-write leaves the previous file intact, never a half-written one.
     """
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format_version": FORMAT_VERSION, **meta}
+    meta = {**meta, "format_version": FORMAT_VERSION}
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = _flatten_optimizer(optimizer)
         tensors.update(opt_tensors)
@@ -107,11 +107,16 @@ def save_checkpoint(
 def _check_meta(path: Path, raw: dict[str, str] | None) -> dict[str, Any]:
     if not raw or _META_KEY not in raw:
         raise CheckpointError(f"{path}: a safetensors file, but not a charlstm checkpoint")
-    meta = json.loads(raw[_META_KEY])
+    try:
+        meta = json.loads(raw[_META_KEY])
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupted or not a checkpoint (unreadable metadata)")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {version}, this charlstm reads format {FORMAT_VERSION}"
+            f"{path}: checkpoint format {version!r}, this charlstm reads format {FORMAT_VERSION}"
         )
     return meta
 

@@ -11,6 +11,7 @@ present, trim blank lines around the body, optionally lowercase.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import unicodedata
@@ -95,18 +96,21 @@ def list_sources(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_file(path: Path, encoding: str = "utf-8") -> str:
     """Decode one file, naming the file and byte offset when it does not decode."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
     data = path.read_bytes()
-    if b"\x00" in data[:65536] and not encoding.lower().startswith("utf-16"):
+    # UTF-16 and UTF-32 text is full of NUL bytes; in any other encoding they mean binary.
+    if b"\x00" in data[:65536] and not codec.startswith(("utf-16", "utf-32")):
         raise CorpusError(f"{path}: looks like a binary file (NUL bytes), not text")
     try:
-        return data.decode(encoding)
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         raise CorpusError(
             f"{path}: not valid {encoding} at byte offset {exc.start}; "
             "pass --encoding with the file's real encoding"
         ) from None
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r}") from None
 
 
 def load_text(paths: Sequence[str | Path], config: CorpusConfig = CorpusConfig()) -> str:
@@ -151,6 +155,8 @@ class Vocab:
 
     def encode(self, text: str, unknown: str = "error", replacement: str | None = None) -> np.ndarray:
         """Text to an int64 id array, applying the unknown-character policy."""
+        if unknown not in ("error", "drop", "replace"):
+            raise CorpusError(f"unknown-character policy must be error, drop or replace, not {unknown!r}")
         missing = self.unknown(text)
         if missing:
             if unknown == "error":
@@ -161,8 +167,6 @@ class Vocab:
                 if replacement is None or replacement not in self.index:
                     raise CorpusError(f"replacement {replacement!r} is not in the vocabulary")
                 text = "".join(c if c in self.index else replacement for c in text)
-            else:
-                raise CorpusError(f"unknown-character policy must be error, drop or replace, not {unknown!r}")
         return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
 
     def decode(self, ids: Iterable[int]) -> str:
