@@ -6,8 +6,6 @@ Plain functions, not fixtures, so each test file scopes its own fixtures.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,17 +24,6 @@ _SENTENCES = (
     "and the White Rabbit runs past. Why? Nobody knows; she follows it down the hole."
 )
 _WORDS = _SENTENCES.split()
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread: tiny ops on a shared CPU are many times slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def sample_text(words: int = 600, seed: int = 0) -> str:

@@ -30,3 +30,14 @@ def make_tiny_text(num_sentences: int = 120, seed: int = 0) -> str:
 def tiny_text() -> str:
     """A few KB of deterministic English-like text."""
     return make_tiny_text()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run faster on one thread, and far faster on a CPU shared with other work."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,7 +11,7 @@ import pytest
 
 from charlstm import corpus
 from charlstm.corpus import CorpusConfig, Vocab, clean_text, load_text, strip_gutenberg
-from charlstm.errors import CorpusError, UnknownCharactersError
+from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 
 BODY = "CHAPTER I.\n\nIt was a dark night, and Alice said \"oh!\"\n\nThe end of the chapter.\n"
 PREAMBLE = (
@@ -295,5 +295,5 @@ def test_replacement_must_be_in_the_vocabulary(replacement):
 
 def test_unknown_policy_must_be_known():
     vocab = Vocab.from_text("abc")
-    with pytest.raises(CorpusError, match="policy"):
+    with pytest.raises(ConfigError, match="policy"):
         vocab.encode("axc", unknown="ignore")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from _runs import one_thread, sample_text, tiny_model, train_stream_run, train_window_run, write_text
+from _runs import sample_text, tiny_model, train_stream_run, train_window_run, write_text
 from charlstm.corpus import CorpusConfig, load_text
 from charlstm.data import open_prepared
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
@@ -19,12 +19,6 @@ from charlstm.runs import DATA_DIR, load_model
 
 V = 13
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +177,17 @@ def test_too_short_texts_are_refused():
     model = tiny_model(V)
     with pytest.raises(CorpusError, match="at least 2"):
         evaluate_stream(model, random_ids(1), device=CPU)
-    with pytest.raises(CorpusError, match="at least 2"):
+    with pytest.raises(ConfigError, match="max_chars"):
         evaluate_stream(model, random_ids(50), device=CPU, max_chars=0)
     with pytest.raises(CorpusError, match="more than 8"):
         evaluate_windows(model, random_ids(8), seq_len=8, device=CPU)
     assert evaluate_windows(model, random_ids(9), seq_len=8, device=CPU).characters == 1
     assert evaluate_stream(model, random_ids(2), device=CPU).characters == 1
+
+
+def test_max_windows_zero_is_refused_as_a_setting():
+    with pytest.raises(ConfigError):
+        evaluate_windows(tiny_model(V), random_ids(50), seq_len=8, device=CPU, max_windows=0)
 
 
 # ---- score_run on run folders ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _runs import one_thread, tiny_model, train_stream_run, write_text
+from _runs import tiny_model, train_stream_run, train_window_run, write_text
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 from charlstm.generate import (
     SampleConfig,
@@ -24,16 +24,17 @@ from charlstm.runs import load_model
 V = 11
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
-
-
 @pytest.fixture(scope="module")
 def stream_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("generate")
     return train_stream_run(root / "run", write_text(root / "text.txt"))
+
+
+@pytest.fixture(scope="module")
+def lowercase_run(tmp_path_factory) -> Path:
+    """A tutorial-preset run: its training text was lowercased."""
+    root = tmp_path_factory.mktemp("generate-tutorial")
+    return train_window_run(root / "run", write_text(root / "text.txt", words=60))
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -319,8 +320,10 @@ def test_unknown_policy_errors(stream_run):
         generate_text(loaded, "the ☃", length=5, unknown="replace", replacement="☂")
     with pytest.raises(CorpusError, match="empty"):
         generate_text(loaded, "☃€", length=5, unknown="drop")
-    with pytest.raises(CorpusError, match="policy"):
+    with pytest.raises(ConfigError, match="unknown must be"):
         generate_text(loaded, "the ☃", length=5, unknown="ignore")
+    with pytest.raises(ConfigError, match="unknown must be"):  # a bad name fails even on clean text
+        generate_text(loaded, "the", length=5, unknown="ignore")
 
 
 def test_streaming_generation_matches_the_naive_reference_on_a_trained_model(stream_run):
@@ -332,3 +335,10 @@ def test_streaming_generation_matches_the_naive_reference_on_a_trained_model(str
     ids = torch.from_numpy(loaded.vocab.encode(prompt))
     slow = loaded.vocab.decode(naive_stream(loaded.model, ids, config, seeded()))
     assert fast == slow
+
+
+def test_the_prompt_is_cleaned_like_the_training_text(lowercase_run):
+    loaded = load_model(lowercase_run)
+    assert loaded.meta["corpus_config"]["lowercase"]
+    expected = generate_text(loaded, "the white rabbit", length=20, greedy=True)
+    assert generate_text(loaded, "The White Rabbit", length=20, greedy=True) == expected

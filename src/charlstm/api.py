@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 def _check_fresh(out_dir: Path) -> None:
     """Refuse to start over an existing run: its checkpoints would be mixed or lost."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
     if (out_dir / runs.CONFIG_FILE).exists() or any(out_dir.glob("*.safetensors")):
         raise CheckpointError(
             f"{out_dir} already holds a run; continue it with --resume {out_dir} "

@@ -70,7 +70,7 @@ def train(
     ] = None,
     out: Annotated[Path | None, Opt(help="New run folder.")] = None,
     resume: Annotated[Path | None, Opt(help="Continue this run folder from its last checkpoint.")] = None,
-    preset: Annotated[str, Opt(help=f"One of: {', '.join(presets.PRESETS)}.")] = "default",
+    preset: Annotated[str | None, Opt(help=f"One of: {', '.join(presets.PRESETS)} (default).")] = None,
     epochs: Annotated[int | None, Opt()] = None,
     max_steps: Annotated[int | None, Opt()] = None,
     time_budget: Annotated[str | None, Opt(help="Wall-clock limit, e.g. 300, 5m, 1h30m.")] = None,
@@ -108,13 +108,14 @@ def train(
     if time_budget is not None:
         overrides["time_budget"] = _run(parse_duration, time_budget)
     if resume is not None:
-        if text or out:
-            _run(_fail, "--resume takes no TEXT or --out: the run folder has both")
+        if text or out or preset:
+            _run(_fail, "--resume takes no TEXT, --out or --preset: the run folder has them")
         trainer = _run(api.resume_run, resume, overrides=overrides, progress_bar=progress)
     else:
         if out is None:
             _run(_fail, "give --out RUN_FOLDER for a new run (or --resume RUN)")
-        trainer = _run(api.start_run, text, out, preset=preset, overrides=overrides, progress_bar=progress)
+        trainer = _run(api.start_run, text, out, preset=preset or "default", overrides=overrides,
+                       progress_bar=progress)
     with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
         result = _run(trainer.fit)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items() if "loss" in k or "bits" in k)
@@ -154,8 +155,8 @@ def generate(
                   greedy=greedy, num_samples=num_samples, seed=seed, unknown=unknown,
                   replacement=replacement)
     loaded = _run(load_model, run, _run(resolve_device, device))
-    used_prompt, steps = _run(run_generate, loaded, prompt, config)
-    if prompt is None and loaded.framing == "window":
+    used_prompt, steps = _run(run_generate, loaded, prompt or None, config)
+    if not prompt and loaded.framing == "window":
         typer.echo(f'Seed:\n"{used_prompt}"', err=True)
     if num_samples == 1:
         sys.stdout.write(used_prompt)

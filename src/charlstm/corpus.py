@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charlstm.errors import CorpusError, UnknownCharactersError
+from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 
 SEPARATOR = "\n\n"
 
@@ -73,6 +73,12 @@ def clean_text(text: str, config: CorpusConfig = CorpusConfig()) -> str:
     if config.lowercase:
         text = text.lower()
     return text
+
+
+def clean_prompt(text: str, config: CorpusConfig) -> str:
+    """Clean user text (a prompt) as the training text was, minus the whole-document steps."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return text.lower() if config.lowercase else text
 
 
 def list_sources(paths: Iterable[str | Path]) -> list[Path]:
@@ -156,7 +162,7 @@ class Vocab:
     def encode(self, text: str, unknown: str = "error", replacement: str | None = None) -> np.ndarray:
         """Text to an int64 id array, applying the unknown-character policy."""
         if unknown not in ("error", "drop", "replace"):
-            raise CorpusError(f"unknown-character policy must be error, drop or replace, not {unknown!r}")
+            raise ConfigError(f"unknown-character policy must be error, drop or replace, not {unknown!r}")
         missing = self.unknown(text)
         if missing:
             if unknown == "error":

@@ -44,6 +44,8 @@ def evaluate_stream(
     each row starts from a zero state, the same rule for every model.
     """
     if max_chars is not None:
+        if max_chars < 1:
+            raise ConfigError("max_chars must be at least 1")
         ids = ids[: max_chars + 1]
     if len(ids) < 2:
         raise CorpusError("need at least 2 characters to evaluate")
@@ -79,6 +81,8 @@ def evaluate_windows(
 
     With ``max_windows``, an evenly spaced subset of the windows is scored.
     """
+    if max_windows is not None and max_windows < 1:
+        raise ConfigError("max_windows must be at least 1")
     num_windows = len(ids) - seq_len
     if num_windows < 1:
         raise CorpusError(f"need more than {seq_len} characters to evaluate a window model")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from charlstm.corpus import CorpusConfig, clean_prompt
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.model import CharLSTM
 from charlstm.runs import DATA_DIR, LoadedModel
@@ -43,6 +44,8 @@ class SampleConfig:
             raise ConfigError("top_k must be at least 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ConfigError("top_p must be in (0, 1]")
+        if self.unknown not in ("error", "drop", "replace"):
+            raise ConfigError(f"unknown must be error, drop or replace, not {self.unknown!r}")
 
 
 def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
@@ -133,10 +136,14 @@ def generate(
     """The prompt used and an iterator of new characters, one list (one per sample) a step."""
     device = loaded.model.head.weight.device
     generator, seed = make_generator(config.seed, device)
-    prompt_text = prompt if prompt else default_prompt(loaded, seed)
-    ids = loaded.vocab.encode(prompt_text, config.unknown, config.replacement)
+    if prompt:
+        prompt = clean_prompt(prompt, CorpusConfig(**loaded.meta["corpus_config"]))
+    else:
+        prompt = default_prompt(loaded, seed)
+    ids = loaded.vocab.encode(prompt, config.unknown, config.replacement)
     if len(ids) == 0:
         raise CorpusError("the prompt is empty once unknown characters are dropped")
+    prompt_text = loaded.vocab.decode(ids)  # as the model reads it: cleaned, policy applied
     prompt_ids = torch.from_numpy(ids)
     if loaded.framing == "window":
         steps = window_ids(loaded.model, prompt_ids, loaded.seq_len, config, generator)

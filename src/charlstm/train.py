@@ -75,7 +75,7 @@ class TrainConfig:
         for message, ok in checks.items():
             if not ok:
                 raise ConfigError(message)
-        for name in ("epochs", "max_steps", "time_budget"):
+        for name in ("epochs", "max_steps", "time_budget", "eval_max_chars"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive")
