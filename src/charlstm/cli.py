@@ -81,11 +81,13 @@ def train(
     cell: Annotated[str | None, Opt(help="lstm, gru or rnn.")] = None,
     input_encoding: Annotated[str | None, Opt(help="embedding, one-hot or scalar.")] = None,
     init: Annotated[str | None, Opt(help="pytorch or keras.")] = None,
+    gate_activation: Annotated[str | None, Opt(help="sigmoid, or hard_sigmoid as Keras 2.0-2.2.")] = None,
     framing: Annotated[str | None, Opt(help="stream or window.")] = None,
     seq_len: Annotated[int | None, Opt()] = None,
     batch_size: Annotated[int | None, Opt()] = None,
     optimizer: Annotated[str | None, Opt(help="adam or adamw.")] = None,
     lr: Annotated[float | None, Opt()] = None,
+    adam_eps: Annotated[float | None, Opt(help="Adam epsilon (Keras 2.0: 1e-8, today: 1e-7).")] = None,
     weight_decay: Annotated[float | None, Opt()] = None,
     grad_clip: Annotated[float | None, Opt()] = None,
     lr_schedule: Annotated[str | None, Opt(help="cosine or constant.")] = None,
@@ -211,6 +213,19 @@ def info(
         return
     for key, value in facts.items():
         typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+
+
+@app.command("import-keras")
+def import_keras_cmd(
+    weights: Annotated[Path, typer.Argument(help="The tutorial's weights-improvement-*.hdf5 file.")],
+    text: Annotated[Path, Opt(help="The text the model was trained on (the tutorial's wonderland.txt).")],
+    out: Annotated[Path, Opt(help="New run folder.")],
+) -> None:
+    """Turn a Keras tutorial checkpoint into a charlstm run (needs h5py: charlstm[keras])."""
+    from charlstm.keras_import import import_keras
+
+    path = _run(import_keras, weights, text, out)
+    typer.echo(f"wrote {path}; try: charlstm generate {out} --greedy", err=True)
 
 
 @app.command("presets")

@@ -44,6 +44,9 @@ class CorpusConfig:
     lowercase: bool = False  # the tutorial lowercases to shrink the vocabulary
     strip_gutenberg: bool = True  # no-op on texts without the markers
     encoding: str = "utf-8"
+    # BOM, newlines, NFC, blank lines around the body. Off only to rebuild a text exactly
+    # as another tool read it (the Keras tutorial's Python 2 read bytes, '\r' and BOM included).
+    normalize: bool = True
 
 
 def default_corpus_path() -> Path:
@@ -64,12 +67,14 @@ def strip_gutenberg(text: str) -> str:
 
 def clean_text(text: str, config: CorpusConfig = CorpusConfig()) -> str:
     """Apply the cleaning steps of the module docstring to one document."""
-    text = text.removeprefix("\ufeff")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = unicodedata.normalize("NFC", text)
+    if config.normalize:
+        text = text.removeprefix("\ufeff")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = unicodedata.normalize("NFC", text)
     if config.strip_gutenberg:
         text = strip_gutenberg(text)
-    text = text.strip("\n")
+    if config.normalize:
+        text = text.strip("\n")
     if config.lowercase:
         text = text.lower()
     return text
@@ -77,7 +82,8 @@ def clean_text(text: str, config: CorpusConfig = CorpusConfig()) -> str:
 
 def clean_prompt(text: str, config: CorpusConfig) -> str:
     """Clean user text (a prompt) as the training text was, minus the whole-document steps."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if config.normalize:
+        text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     return text.lower() if config.lowercase else text
 
 

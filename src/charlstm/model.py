@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charlstm.errors import ConfigError
+from charlstm.lstm import GATE_ACTIVATIONS, ActivationLSTM
 
 State = tuple[torch.Tensor, ...]
 
@@ -43,6 +44,7 @@ class ModelConfig:
     num_layers: int = 2  # L
     dropout: float = 0.2  # between layers and before the head, as Keras Dropout
     init: str = "pytorch"  # keras: glorot/orthogonal/forget-bias 1, one bias vector
+    gate_activation: str = "sigmoid"  # hard_sigmoid: Keras 2.0-2.2's LSTM gates (slower, unfused)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -51,6 +53,10 @@ class ModelConfig:
             raise ConfigError(f"input_encoding must be one of {', '.join(INPUT_ENCODINGS)}")
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
+        if self.gate_activation not in GATE_ACTIVATIONS:
+            raise ConfigError(f"gate_activation must be one of {', '.join(GATE_ACTIVATIONS)}")
+        if self.gate_activation != "sigmoid" and self.cell != "lstm":
+            raise ConfigError("gate_activation applies to the lstm cell only")
         if self.hidden_size < 1 or self.num_layers < 1 or self.embedding_size < 1:
             raise ConfigError("hidden_size, num_layers and embedding_size must be positive")
         if not 0.0 <= self.dropout < 1.0:
@@ -77,13 +83,16 @@ class CharLSTM(nn.Module):
             if config.input_encoding == "embedding"
             else None
         )
-        self.rnn = CELLS[config.cell](
-            config.input_size,
-            config.hidden_size,
-            num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
+        rnn_args = (config.input_size, config.hidden_size)
+        rnn_kwargs = {
+            "num_layers": config.num_layers,
+            "dropout": config.dropout if config.num_layers > 1 else 0.0,
+            "batch_first": True,
+        }
+        if config.gate_activation != "sigmoid":
+            self.rnn = ActivationLSTM(*rnn_args, **rnn_kwargs, gate_activation=config.gate_activation)
+        else:
+            self.rnn = CELLS[config.cell](*rnn_args, **rnn_kwargs)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.init == "keras":
