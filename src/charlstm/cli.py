@@ -228,6 +228,20 @@ def import_keras_cmd(
     typer.echo(f"wrote {path}; try: charlstm generate {out} --greedy", err=True)
 
 
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a checkpoint file.")],
+    out: Annotated[Path, Opt(help="File to write (model.onnx, model.safetensors).")],
+    format: Annotated[str, Opt("--format", help="onnx or safetensors.")] = "onnx",
+) -> None:
+    """Export for other runtimes: a single-step ONNX graph, or weights + config + vocab."""
+    from charlstm.export import export
+    from charlstm.runs import load_model
+
+    path = _run(export, _run(load_model, run), format, out)
+    typer.echo(f"wrote {path}", err=True)
+
+
 @app.command("presets")
 def list_presets() -> None:
     """List the presets and what each pins."""
