@@ -342,3 +342,21 @@ def test_the_prompt_is_cleaned_like_the_training_text(lowercase_run):
     assert loaded.meta["corpus_config"]["lowercase"]
     expected = generate_text(loaded, "the white rabbit", length=20, greedy=True)
     assert generate_text(loaded, "The White Rabbit", length=20, greedy=True) == expected
+
+
+def test_interactive_continues_what_the_user_types(stream_run):
+    from charlstm.generate import interactive
+
+    loaded = load_model(stream_run)
+    lines = iter(["the ", "", "/reset", "a", "/quit", "never read"])
+    written: list[str] = []
+    text = interactive(loaded, SampleConfig(length=12, seed=5), lambda: next(lines, None), written.append)
+    # Three turns ("the ", Enter alone for more, "a" after /reset), each 12 characters then a newline.
+    assert len(written) == 3 * 13
+    turns = ["".join(written[i * 13 : i * 13 + 12]) for i in range(3)]
+    assert all(written[i * 13 + 12] == "\n" for i in range(3))
+    assert text == "a" + turns[2]  # /reset dropped the first text; /quit stopped before "never read"
+    again: list[str] = []
+    lines = iter(["the ", "", "/reset", "a", "/quit"])
+    interactive(loaded, SampleConfig(length=12, seed=5), lambda: next(lines, None), again.append)
+    assert again == written  # a seeded session repeats itself

@@ -219,3 +219,24 @@ def test_ctrl_c_saves_last_and_exits_zero_with_how_to_resume(tmp_path, text_file
     assert proc.returncode == 0, stderr
     assert "charlstm train --resume" in stderr
     assert read_meta(run_dir / runs.LAST)["progress"]["step"] > 0
+
+
+def test_sample_every_logs_samples_at_several_temperatures_into_the_run_log(tmp_path, text_file):
+    result = api.train([text_file], out_dir=tmp_path / "run",
+                       **{**STREAM, "max_steps": 4, "sample_every": 2, "sample_length": 30})
+    log_text = (result.run_dir / "train.log").read_text(encoding="utf-8")
+    for step in (2, 4):
+        for temperature in ("0.2", "0.5", "1.0"):
+            assert f"sample at step {step}, temperature {temperature}" in log_text
+    assert "val_loss" in log_text  # the evaluations are in the same log
+
+
+def test_sampling_during_training_does_not_change_the_training(tmp_path, text_file):
+    settings = {**STREAM, "max_steps": 6, "dropout": 0.3}
+    plain = api.train([text_file], out_dir=tmp_path / "plain", **settings)
+    sampled = api.train([text_file], out_dir=tmp_path / "sampled", **settings, sample_every=2,
+                        sample_length=10)
+    a = load_checkpoint(plain.run_dir / runs.LAST).model_state()
+    b = load_checkpoint(sampled.run_dir / runs.LAST).model_state()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)

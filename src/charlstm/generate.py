@@ -9,8 +9,8 @@ characters are re-read from a zero state for every new character.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -107,6 +107,22 @@ def window_ids(
         window = torch.cat([window[:, 1 if window.shape[1] >= seq_len else 0 :], next_ids[:, None]], 1)
 
 
+def continue_ids(
+    model: CharLSTM, prompt: torch.Tensor, framing: str, seq_len: int, config: SampleConfig,
+    generator: torch.Generator,
+) -> Iterator[torch.Tensor]:
+    """New ids per step in the model's own framing; the model is put in eval mode meanwhile."""
+    was_training = model.training
+    model.eval()
+    try:
+        if framing == "window":
+            yield from window_ids(model, prompt, seq_len, config, generator)
+        else:
+            yield from stream_ids(model, prompt, config, generator)
+    finally:
+        model.train(was_training)
+
+
 def random_training_window(loaded: LoadedModel, rng: np.random.Generator) -> str:
     """A random window of the run's training text, as the tutorial seeds generation."""
     run_dir = loaded.run_dir
@@ -144,11 +160,8 @@ def generate(
     if len(ids) == 0:
         raise CorpusError("the prompt is empty once unknown characters are dropped")
     prompt_text = loaded.vocab.decode(ids)  # as the model reads it: cleaned, policy applied
-    prompt_ids = torch.from_numpy(ids)
-    if loaded.framing == "window":
-        steps = window_ids(loaded.model, prompt_ids, loaded.seq_len, config, generator)
-    else:
-        steps = stream_ids(loaded.model, prompt_ids, config, generator)
+    steps = continue_ids(loaded.model, torch.from_numpy(ids), loaded.framing, loaded.seq_len, config,
+                         generator)
     chars = loaded.vocab.chars
     return prompt_text, ([chars[i] for i in step.tolist()] for step in steps)
 
@@ -162,3 +175,37 @@ def generate_text(loaded: LoadedModel, prompt: str | None = None, **settings) ->
         for sample, ch in zip(samples, step, strict=True):
             sample.append(ch)
     return ["".join(s) for s in samples]
+
+
+HISTORY_CHARS = 4000  # the interactive session re-reads at most this much of its text per turn
+
+
+def interactive(
+    loaded: LoadedModel, config: SampleConfig, read: Callable[[], str | None],
+    write: Callable[[str], None],
+) -> str:
+    """A prompt loop: each line the user types is added to the text, which the model continues.
+
+    ``read`` returns the next line (None at end of input); an empty line asks for more of the
+    same text; ``/reset`` starts a new text; ``/quit`` ends. Returns the whole text.
+    """
+    text = ""
+    seed = config.seed
+    while (line := read()) is not None:
+        if line.strip() == "/quit":
+            break
+        if line.strip() == "/reset":
+            text = ""
+            continue
+        text += line
+        if not text:
+            continue
+        # Each turn gets its own seed, derived from the session's, so a rerun repeats itself.
+        turn = replace(config, num_samples=1, seed=None if seed is None else seed + len(text))
+        prompt, steps = generate(loaded, text[-HISTORY_CHARS:], turn)
+        text = text[: len(text) - min(len(text), HISTORY_CHARS)] + prompt
+        for step in steps:
+            write(step[0])
+            text += step[0]
+        write("\n")
+    return text

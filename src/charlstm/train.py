@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -21,6 +22,7 @@ from charlstm.corpus import CorpusConfig
 from charlstm.data import PreparedData, StreamBatches, WindowBatches
 from charlstm.errors import CheckpointError, ConfigError, TrainingDivergedError
 from charlstm.evaluate import EvalResult, evaluate
+from charlstm.generate import SampleConfig, continue_ids, make_generator
 from charlstm.model import CharLSTM, ModelConfig, char_loss, detach_state
 from charlstm.seeding import resolve_device, seed_everything
 
@@ -57,6 +59,8 @@ class TrainConfig:
     seed: int = 1337  # covers Python, NumPy and torch
     device: str = "auto"  # auto | cpu | cuda | mps
     log_every: int = 25  # steps between progress-bar updates (and NaN checks)
+    sample_every: int = 0  # steps between short samples in the log, as the Keras example prints; 0: off
+    sample_length: int = 200
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +73,7 @@ class TrainConfig:
                 self.seq_len, self.batch_size, self.log_every
             )
             > 0,
+            "sample_every and sample_length must be >= 0": min(self.sample_every, self.sample_length) >= 0,
             "lr must be positive": self.lr > 0,
             "keep_best must be at least 1": self.keep_best >= 1,
         }
@@ -82,7 +87,11 @@ class TrainConfig:
 
 
 # Settings a resumed run may change: when to stop, where to run, how often to report.
-RESUMABLE_FIELDS = {"epochs", "max_steps", "time_budget", "device", "eval_every", "log_every", "keep_best"}
+RESUMABLE_FIELDS = {
+    "epochs", "max_steps", "time_budget", "device", "eval_every", "log_every", "keep_best", "sample_every",
+    "sample_length",
+}
+SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
 
 
 @dataclass
@@ -122,6 +131,28 @@ def make_optimizer(model: CharLSTM, config: TrainConfig) -> torch.optim.Optimize
         params, lr=config.lr, betas=(0.9, config.beta2), eps=config.adam_eps,
         weight_decay=config.weight_decay,
     )
+
+
+LOG_FILE = "train.log"
+
+
+@contextmanager
+def run_log(path: Path):
+    """Copy this package's log records (INFO and up) into the run folder while training."""
+    logger = logging.getLogger("charlstm")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    previous_level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # the file wants INFO even when the console is quieter
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+        handler.close()
 
 
 @contextmanager
@@ -298,6 +329,21 @@ class Trainer:
                 f"checkpoint is kept in {self.run_dir}; try a lower --lr or --grad-clip"
             )
 
+    def log_samples(self) -> None:
+        """Log short samples at a few temperatures, from the same prompt each time, to watch progress."""
+        source = self.val_ids if len(self.val_ids) > self.config.seq_len else self.data.split("train")
+        prompt_len = self.config.seq_len if self.config.framing == "window" else 40
+        prompt = torch.from_numpy(np.asarray(source[:prompt_len], dtype=np.int64))
+        vocab = self.data.vocab
+        for temperature in SAMPLE_TEMPERATURES:
+            config = SampleConfig(length=self.config.sample_length, temperature=temperature, seed=0)
+            generator, _ = make_generator(0, self.device)
+            c = self.config
+            steps = continue_ids(self.model, prompt, c.framing, c.seq_len, config, generator)
+            text = vocab.decode(int(s[0]) for s in steps)
+            log.info("sample at step %d, temperature %.1f:\n%s%s\n", self.progress.step, temperature,
+                     vocab.decode(prompt.tolist()), text)
+
     def should_stop(self, start: float, interrupt: threading.Event) -> str | None:
         c, p = self.config, self.progress
         if interrupt.is_set():
@@ -311,7 +357,11 @@ class Trainer:
         return None
 
     def fit(self) -> TrainResult:
-        """Train until a limit or Ctrl-C; always leaves ``last`` up to date."""
+        """Train until a limit or Ctrl-C; always leaves ``last`` up to date; logs to RUN/train.log."""
+        with run_log(self.run_dir / LOG_FILE):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         c, p = self.config, self.progress
         start = self.clock()
         chars_per_step = c.batch_size * c.seq_len
@@ -350,6 +400,8 @@ class Trainer:
                         bar.update(window_steps)
                         window_sum.zero_()
                         window_steps, window_start = 0, self.clock()
+                    if c.sample_every and p.step % c.sample_every == 0:
+                        self.log_samples()
                     if eval_due:
                         self.report(recent, epoch_end, self.clock() - start)
                     if epoch_end:
