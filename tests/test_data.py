@@ -70,16 +70,16 @@ def test_empty_split_has_no_file_and_reads_empty(tmp_path, tiny_text):
 
 
 @pytest.mark.parametrize(
-    ("vocab_size", "dtype"), [(1, np.uint8), (256, np.uint8), (257, np.uint16), (65536, np.uint16)]
+    ("vocab_size", "dtype"), [(1, np.uint8), (256, np.uint8), (257, np.uint16), (65535, np.uint16)]
 )
 def test_id_dtype_is_the_smallest_that_fits(vocab_size, dtype):
     assert id_dtype(vocab_size) == np.dtype(dtype)
     assert np.iinfo(id_dtype(vocab_size)).max >= vocab_size - 1
 
 
-def test_id_dtype_refuses_above_65536():
-    with pytest.raises(CorpusError, match="65,536"):
-        id_dtype(65537)
+def test_id_dtype_refuses_above_65535():
+    with pytest.raises(CorpusError, match="65,535"):
+        id_dtype(65536)
 
 
 def test_large_vocab_is_stored_as_uint16(tmp_path):

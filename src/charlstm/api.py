@@ -15,11 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from charlstm import presets, runs
-from charlstm.corpus import CorpusConfig, Vocab, default_corpus_path, load_text, summarize
-from charlstm.data import open_prepared, write_prepared
-from charlstm.errors import CheckpointError, ConfigError
+from charlstm import distributed, presets, runs
+from charlstm.corpus import CorpusConfig, default_corpus_path
+from charlstm.data import META_FILE, PreparedData, open_prepared
+from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
 from charlstm.model import ModelConfig
+from charlstm.prepare import prepare_corpus
 from charlstm.train import RESUMABLE_FIELDS, TrainConfig, Trainer, TrainResult, config_record
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,26 @@ def _check_fresh(out_dir: Path) -> None:
         )
 
 
+def _prepare_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, train_cfg: TrainConfig,
+                  progress_bar: bool, prepare: bool = True) -> tuple[PreparedData, CorpusConfig, str]:
+    """The run's data: a prepared folder used in place, or texts prepared into RUN/data.
+
+    With ``prepare`` off (the other processes of a distributed run) RUN/data is only opened.
+    """
+    if len(paths) == 1 and (paths[0] / META_FILE).is_file():
+        data = open_prepared(paths[0])
+        prepared_with = CorpusConfig(**data.meta.get("corpus_config", {}))
+        if prepared_with != corpus_cfg and prepare:
+            log.warning("using the data folder's cleaning (%s), not the preset's", prepared_with)
+        return data, prepared_with, str(paths[0].resolve())
+    if not prepare:
+        return open_prepared(out_dir / runs.DATA_DIR), corpus_cfg, runs.DATA_DIR
+    data = prepare_corpus(paths, out_dir / runs.DATA_DIR, corpus=corpus_cfg,
+                          val_fraction=train_cfg.val_fraction, test_fraction=train_cfg.test_fraction,
+                          progress_bar=progress_bar)
+    return data, corpus_cfg, runs.DATA_DIR
+
+
 def start_run(
     sources: Sequence[str | Path] | None,
     out_dir: str | Path,
@@ -44,31 +65,41 @@ def start_run(
     overrides: dict[str, Any] | None = None,
     progress_bar: bool = True,
 ) -> Trainer:
-    """Read and prepare the text into a new run folder and return its trainer."""
+    """Prepare the text (or use a prepared data folder) for a new run; return its trainer."""
     out_dir = Path(out_dir)
     model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
+    dist = distributed.from_environment()
     _check_fresh(out_dir)
+    dist.barrier()  # every process has looked before rank 0 creates anything
     paths = [Path(s) for s in sources] if sources else [default_corpus_path()]
-    text = load_text(paths, corpus_cfg)
-    vocab = Vocab.from_text(text)
-    model_cfg = replace(model_cfg, vocab_size=len(vocab))
     created = not out_dir.exists()
     try:
-        data = write_prepared(
-            text, vocab, out_dir / runs.DATA_DIR, val_fraction=train_cfg.val_fraction,
-            test_fraction=train_cfg.test_fraction,
-            extra_meta={"sources": [str(p) for p in paths], "corpus_config": corpus_cfg.__dict__},
-        )
-        trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar)
-    except Exception:
-        if created:
+        failure = None
+        if dist.is_main:  # rank 0 prepares; the others wait, then read what it wrote
+            try:
+                prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, progress_bar)
+            except CharLSTMError as exc:
+                failure = exc
+        rank0_failure = dist.gather_objects(str(failure) if failure else None)[0]
+        if failure:
+            raise failure
+        if rank0_failure:
+            raise CorpusError(f"rank 0 could not prepare the data: {rank0_failure}")
+        if not dist.is_main:
+            prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, False, prepare=False)
+        data, corpus_cfg, data_dir = prepared
+        model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
+        trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
+                          dist=dist)
+    except BaseException:
+        if created and dist.is_main:
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    runs.write_config(out_dir, config_record(model_cfg, train_cfg, corpus_cfg, preset=preset,
-                                             sources=[str(p) for p in paths]))
-    stats = summarize(text, vocab)
-    log.info("Total Characters: %d", stats["total_characters"])
-    log.info("Total Vocab: %d", stats["total_vocab"])
+    if dist.is_main:
+        runs.write_config(out_dir, config_record(model_cfg, train_cfg, corpus_cfg, preset=preset,
+                                                 sources=[str(p) for p in paths], data_dir=data_dir))
+    log.info("Total Characters: %d", data.meta["total_characters"])
+    log.info("Total Vocab: %d", len(data.vocab))
     if train_cfg.framing == "window":
         log.info("Total Patterns: %d", trainer.batches.num_patterns)
     else:
@@ -99,8 +130,9 @@ def resume_run(
     model_cfg = ModelConfig(**meta["model_config"])
     train_cfg = replace(TrainConfig(**meta["train_config"]), **(overrides or {}))
     corpus_cfg = CorpusConfig(**meta["corpus_config"])
-    data = open_prepared(run_dir / runs.DATA_DIR)
-    trainer = Trainer(run_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar)
+    data = open_prepared(runs.data_dir(run_dir))
+    trainer = Trainer(run_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
+                      dist=distributed.from_environment())
     trainer.restore(last)
     log.info("resuming %s at step %d, epoch %d", run_dir, trainer.progress.step, trainer.progress.epoch + 1)
     return trainer

@@ -44,8 +44,8 @@ class Checkpoint:
         parts = self._group("hidden/")
         return tuple(parts[str(i)] for i in range(len(parts))) if parts else None
 
-    def rng_state(self) -> torch.Tensor | None:
-        return self.tensors.get("rng/torch")
+    def rng_state(self, rank: int = 0) -> torch.Tensor | None:
+        return self.tensors.get("rng/torch" if rank == 0 else f"rng/torch/{rank}")
 
     def optimizer_state(self) -> dict | None:
         """Rebuild ``optimizer.state_dict()`` from the flattened tensors and JSON."""
@@ -79,6 +79,7 @@ def save_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     hidden: tuple[torch.Tensor, ...] | None = None,
+    rng_states: list[torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint atomically: a temporary file in the same folder, then rename.
 
@@ -91,7 +92,9 @@ def save_checkpoint(
         tensors.update(opt_tensors)
     if hidden is not None:
         tensors.update({f"hidden/{i}": h.detach().cpu().contiguous() for i, h in enumerate(hidden)})
-    tensors["rng/torch"] = torch.get_rng_state()
+    # One RNG state per training process (rank order); a lone process saves its own.
+    for rank, state in enumerate(rng_states or [torch.get_rng_state()]):
+        tensors["rng/torch" if rank == 0 else f"rng/torch/{rank}"] = state
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
     os.close(fd)

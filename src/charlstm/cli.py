@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from charlstm import api, presets
+from charlstm import api, distributed, presets
 from charlstm.errors import CharLSTMError, ConfigError
 
 app = typer.Typer(
@@ -58,6 +58,13 @@ def main_options(
 ) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    _console_level(level)
+
+
+def _console_level(level: int) -> None:
+    # On the handlers, not only the logger: a run's log file takes INFO even when the console is quiet.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 Opt = typer.Option
@@ -97,6 +104,7 @@ def train(
     eval_every: Annotated[int | None, Opt()] = None,
     eval_max_chars: Annotated[int | None, Opt()] = None,
     keep_best: Annotated[int | None, Opt()] = None,
+    sample_every: Annotated[int | None, Opt(help="Log short samples every N steps (0: never).")] = None,
     lowercase: Annotated[bool | None, Opt("--lowercase/--no-lowercase")] = None,
     strip_gutenberg: Annotated[bool | None, Opt("--strip-gutenberg/--no-strip-gutenberg")] = None,
     encoding: Annotated[str | None, Opt(help="Encoding of the text files.")] = None,
@@ -118,8 +126,14 @@ def train(
             _run(_fail, "give --out RUN_FOLDER for a new run (or --resume RUN)")
         trainer = _run(api.start_run, text, out, preset=preset or "default", overrides=overrides,
                        progress_bar=progress)
-    with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
-        result = _run(trainer.fit)
+    try:
+        with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
+            _console_level(logging.getLogger().level)
+            result = _run(trainer.fit)
+    finally:
+        distributed.shutdown()
+    if not trainer.dist.is_main:
+        return
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items() if "loss" in k or "bits" in k)
     typer.echo(f"trained {result.progress.step} steps ({result.stop_reason}); {metrics}", err=True)
     if result.stop_reason == "interrupted":
@@ -128,6 +142,28 @@ def train(
 
 def _fail(message: str) -> None:
     raise ConfigError(message)
+
+
+@app.command()
+def prepare(
+    text: Annotated[list[Path], typer.Argument(help="Text files or folders of .txt.")],
+    out: Annotated[Path, Opt(help="New data folder (train.bin, val.bin, meta.json).")],
+    val_fraction: Annotated[float, Opt(help="The last part of the text held out.")] = 0.1,
+    test_fraction: Annotated[float, Opt()] = 0.0,
+    lowercase: Annotated[bool, Opt("--lowercase/--no-lowercase")] = False,
+    strip_gutenberg: Annotated[bool, Opt("--strip-gutenberg/--no-strip-gutenberg")] = True,
+    encoding: Annotated[str, Opt()] = "utf-8",
+    progress: Annotated[bool, Opt("--progress/--no-progress")] = True,
+) -> None:
+    """Clean and encode a corpus of any size into token files that `train` reads from disk."""
+    from charlstm.corpus import CorpusConfig
+    from charlstm.prepare import prepare_corpus
+
+    corpus = _run(CorpusConfig, lowercase=lowercase, strip_gutenberg=strip_gutenberg, encoding=encoding)
+    data = _run(prepare_corpus, text, out, corpus=corpus, val_fraction=val_fraction,
+                test_fraction=test_fraction, progress_bar=progress)
+    sizes = ", ".join(f"{k} {v:,}" for k, v in data.meta["sizes"].items())
+    typer.echo(f"prepared {out}: vocabulary {len(data.vocab)}, {sizes}", err=True)
 
 
 @app.command()
@@ -145,6 +181,7 @@ def generate(
         str, Opt(help="Prompt characters not in the vocabulary: error, drop or replace.")
     ] = "error",
     replacement: Annotated[str | None, Opt(help="The character --unknown replace uses.")] = None,
+    interactive: Annotated[bool, Opt(help="Type text, the model continues it; /quit ends.")] = False,
     device: Annotated[str, Opt()] = "cpu",
 ) -> None:
     """Generate text, printing it as it comes."""
@@ -157,6 +194,13 @@ def generate(
                   greedy=greedy, num_samples=num_samples, seed=seed, unknown=unknown,
                   replacement=replacement)
     loaded = _run(load_model, run, _run(resolve_device, device))
+    if interactive:
+        from charlstm.generate import interactive as run_interactive
+
+        typer.echo("Type text and press Enter; the model continues it. Enter alone: more; "
+                   "/reset: new text; /quit or Ctrl-D: end.", err=True)
+        _run(run_interactive, loaded, config, _read_line, _write_now)
+        return
     used_prompt, steps = _run(run_generate, loaded, prompt or None, config)
     if not prompt and loaded.framing == "window":
         typer.echo(f'Seed:\n"{used_prompt}"', err=True)
@@ -173,6 +217,18 @@ def generate(
             sample.append(ch)
     for i, sample in enumerate(samples):
         typer.echo(f"--- sample {i + 1} ---\n{used_prompt}{''.join(sample)}")
+
+
+def _read_line() -> str | None:
+    try:
+        return input("> ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 @app.command("eval")
@@ -242,6 +298,22 @@ def export_cmd(
     typer.echo(f"wrote {path}", err=True)
 
 
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    out: Annotated[Path | None, Opt(help="HTML file to write (default: RUN/report.html).")] = None,
+    length: Annotated[int, Opt(help="Characters per sample.")] = 400,
+    prompt: Annotated[str | None, Opt(help="Text to continue (default: as the model was trained).")] = None,
+    seed: Annotated[int, Opt(help="One seed for every temperature's sample.")] = 1,
+    device: Annotated[str, Opt()] = "cpu",
+) -> None:
+    """An HTML report: loss curves, best figures, samples and how much they copy (needs matplotlib)."""
+    from charlstm.report import build_report
+
+    path = _run(build_report, run, out, length=length, prompt=prompt or None, seed=seed, device=device)
+    typer.echo(f"wrote {path}", err=True)
+
+
 @app.command("presets")
 def list_presets() -> None:
     """List the presets and what each pins."""
@@ -249,6 +321,31 @@ def list_presets() -> None:
         typer.echo(f"{name}: {preset.description}")
         for part in ("model", "train", "corpus"):
             typer.echo(f"  {part}: {json.dumps(asdict(getattr(preset, part)))}")
+
+
+@app.command()
+def serve(
+    run: Annotated[
+        Path | None, typer.Argument(help="Run folder or checkpoint to serve, named after itself.")
+    ] = None,
+    model: Annotated[list[str] | None, Opt(help="NAME=PATH; repeat to serve several models.")] = None,
+    host: Annotated[str, Opt(help="Address to listen on; 127.0.0.1 keeps it to this machine.")] = "127.0.0.1",
+    port: Annotated[int, Opt()] = 8000,
+    max_prompt_chars: Annotated[int | None, Opt(help="Longest prompt accepted.")] = None,
+    max_length: Annotated[int | None, Opt(help="Most new characters per sample.")] = None,
+    max_num_samples: Annotated[int | None, Opt(help="Most samples per request.")] = None,
+    max_concurrent: Annotated[int | None, Opt(help="Generations at once; more get 503.")] = None,
+    device: Annotated[str, Opt()] = "cpu",
+) -> None:
+    """Serve models over HTTP: a JSON API, streamed generation and a web page (needs charlstm[serve])."""
+    import importlib
+
+    serving = _run(importlib.import_module, "charlstm.serve")  # the optional extra, imported only here
+    limits = {k: v for k, v in locals().items() if k.startswith("max_") and v is not None}
+    models = _run(serving.model_paths, run, model or [])
+    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    _run(serving.run_server, models, _run(serving.ServeLimits, **limits), host=host, port=port,
+         device=device, log_level=log_level)
 
 
 def main() -> None:

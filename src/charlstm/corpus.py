@@ -4,37 +4,29 @@ Reading: one or more files, or a directory of ``.txt`` files taken in sorted
 name order, joined with a blank line (``SEPARATOR``) so one book's last line
 does not run into the next one's first.
 
-Cleaning, in this order: drop a byte-order mark, turn CRLF and CR into LF,
-Unicode NFC, strip Project Gutenberg's header and footer when their markers are
-present, trim blank lines around the body, optionally lowercase.
+Cleaning (``charlstm.cleaning``), in this order: drop a byte-order mark, turn
+CRLF and CR into LF, Unicode NFC, strip Project Gutenberg's header and footer
+when their markers are present, trim blank lines around the body, optionally
+lowercase. Files are decoded and cleaned in pieces, so no file is read whole.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
-import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from charlstm.cleaning import TextCleaner, clean_document
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 
 SEPARATOR = "\n\n"
-
-# Header: everything through the START line, in both the older "THIS" and the
-# newer "THE" wording. Footer: from the first END line (or the older "End of
-# Project Gutenberg's ..." line, which precedes it) to the end.
-_START = re.compile(r"^\*{3}\s*START OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*$", re.M | re.I)
-_END = re.compile(
-    r"^(?:\*{3}\s*END OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*"
-    r"|End of (?:the )?Project Gutenberg'?s? .*)$",
-    re.M | re.I,
-)
+CHUNK_BYTES = 4 << 20  # files are read and cleaned in pieces of this size, never whole
 
 
 @dataclass(frozen=True)
@@ -48,6 +40,10 @@ class CorpusConfig:
     # as another tool read it (the Keras tutorial's Python 2 read bytes, '\r' and BOM included).
     normalize: bool = True
 
+    def cleaner(self) -> TextCleaner:
+        return TextCleaner(normalize=self.normalize, strip_gutenberg=self.strip_gutenberg,
+                           lowercase=self.lowercase)
+
 
 def default_corpus_path() -> Path:
     """The bundled Alice's Adventures in Wonderland (Project Gutenberg #11)."""
@@ -56,28 +52,13 @@ def default_corpus_path() -> Path:
 
 def strip_gutenberg(text: str) -> str:
     """Remove a Project Gutenberg header and footer; text without markers is unchanged."""
-    start = _START.search(text)
-    if start:
-        text = text[start.end() :]
-    end = _END.search(text)
-    if end:
-        text = text[: end.start()]
-    return text
+    return clean_document(text, normalize=False)
 
 
 def clean_text(text: str, config: CorpusConfig = CorpusConfig()) -> str:
-    """Apply the cleaning steps of the module docstring to one document."""
-    if config.normalize:
-        text = text.removeprefix("\ufeff")
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        text = unicodedata.normalize("NFC", text)
-    if config.strip_gutenberg:
-        text = strip_gutenberg(text)
-    if config.normalize:
-        text = text.strip("\n")
-    if config.lowercase:
-        text = text.lower()
-    return text
+    """Apply the cleaning steps of ``charlstm.cleaning`` to one whole document."""
+    cleaner = config.cleaner()
+    return cleaner.feed(text) + cleaner.finish()
 
 
 def clean_prompt(text: str, config: CorpusConfig) -> str:
@@ -106,29 +87,68 @@ def list_sources(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def read_file(path: Path, encoding: str = "utf-8") -> str:
-    """Decode one file, naming the file and byte offset when it does not decode."""
+def iter_decoded(
+    path: Path, encoding: str = "utf-8", chunk_bytes: int = CHUNK_BYTES,
+    on_bytes: Callable[[int], object] | None = None,
+) -> Iterator[str]:
+    """Decode a file piece by piece, naming the file and byte offset when it does not decode."""
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
-    data = path.read_bytes()
-    # UTF-16 and UTF-32 text is full of NUL bytes; in any other encoding they mean binary.
-    if b"\x00" in data[:65536] and not codec.startswith(("utf-16", "utf-32")):
-        raise CorpusError(f"{path}: looks like a binary file (NUL bytes), not text")
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{path}: not valid {encoding} at byte offset {exc.start}; "
-            "pass --encoding with the file's real encoding"
-        ) from None
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset = 0
+    with open(path, "rb") as f:
+        while data := f.read(chunk_bytes):
+            # UTF-16 and UTF-32 text is full of NUL bytes; in any other encoding they mean binary.
+            if offset == 0 and b"\x00" in data[:65536] and not codec.startswith(("utf-16", "utf-32")):
+                raise CorpusError(f"{path}: looks like a binary file (NUL bytes), not text")
+            try:
+                yield decoder.decode(data)
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"{path}: not valid {encoding} at byte offset {offset + exc.start}; "
+                    "pass --encoding with the file's real encoding"
+                ) from None
+            offset += len(data)
+            if on_bytes is not None:
+                on_bytes(len(data))
+        try:
+            yield decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise CorpusError(f"{path}: not valid {encoding}: truncated at byte offset "
+                              f"{offset + exc.start}") from None
+
+
+def read_file(path: Path, encoding: str = "utf-8") -> str:
+    """Decode one whole file (for small texts; large ones go through ``iter_clean``)."""
+    return "".join(iter_decoded(path, encoding))
+
+
+def iter_clean(
+    paths: Sequence[str | Path], config: CorpusConfig = CorpusConfig(),
+    on_bytes: Callable[[int], object] | None = None,
+) -> Iterator[str]:
+    """Clean text from files or folders, piece by piece, documents joined by ``SEPARATOR``.
+
+    ``on_bytes`` is called with the size of each piece of a file read, for progress bars.
+    """
+    any_text = False
+    for path in list_sources(paths):
+        cleaner = config.cleaner()
+        doc_started = False
+        for piece in (*iter_decoded(path, config.encoding, on_bytes=on_bytes), None):
+            text = cleaner.finish() if piece is None else cleaner.feed(piece)
+            if text:
+                if any_text and not doc_started:
+                    yield SEPARATOR
+                doc_started = any_text = True
+                yield text
 
 
 def load_text(paths: Sequence[str | Path], config: CorpusConfig = CorpusConfig()) -> str:
     """Read, clean and join the given files or directories into one training text."""
-    parts = [clean_text(read_file(p, config.encoding), config) for p in list_sources(paths)]
-    text = SEPARATOR.join(p for p in parts if p)
+    text = "".join(iter_clean(paths, config))
     if not text:
         raise CorpusError("the text is empty after cleaning")
     return text
@@ -182,6 +202,9 @@ class Vocab:
         return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
 
     def decode(self, ids: Iterable[int]) -> str:
+        if isinstance(ids, np.ndarray):
+            # A '<U1' array's bytes are UTF-32: one C-level decode, not a Python loop over MBs of ids.
+            return np.asarray(self.chars, dtype="<U1")[ids].tobytes().decode("utf-32-le")
         return "".join(self.chars[int(i)] for i in ids)
 
     def to_list(self) -> list[str]:

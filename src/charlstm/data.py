@@ -44,9 +44,12 @@ def id_dtype(vocab_size: int) -> np.dtype:
     """The smallest unsigned type that holds every id."""
     if vocab_size <= 256:
         return np.dtype(np.uint8)
-    if vocab_size <= 65536:
+    if vocab_size <= 65535:
         return np.dtype(np.uint16)
-    raise CorpusError(f"vocabulary of {vocab_size} symbols is above the 65,536 supported")
+    raise CorpusError(
+        f"a vocabulary of {vocab_size:,} symbols is above the 65,535 supported; is this text "
+        "(or --encoding) right? A character model wants a few hundred symbols at most"
+    )
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
@@ -78,30 +81,72 @@ class PreparedData:
         return np.memmap(path, dtype=dtype, mode="r", shape=(size,))
 
 
+class SplitWriter:
+    """Writes ids, in text order, into the split files of a data folder.
+
+    Splits are filled one after another (train, then val, then test) from
+    however many chunks arrive; files are written under temporary names and
+    renamed by ``close``, so an interrupted write never leaves a folder that
+    looks complete.
+    """
+
+    def __init__(self, out_dir: Path, sizes: dict[str, int], dtype: np.dtype):
+        self.out_dir, self.sizes, self.dtype = out_dir, sizes, dtype
+        self.order = [name for name in SPLITS if sizes[name]]
+        self.current, self.written, self.file = -1, 0, None
+        self.hasher = hashlib.sha256()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._next_file()
+
+    def _next_file(self) -> None:
+        if self.file:
+            self.file.close()
+        self.current += 1
+        self.written = 0
+        if self.current < len(self.order):
+            # Held open across write() calls by design; close() or the next split closes it.
+            self.file = open(self.out_dir / f"{self.order[self.current]}.bin.tmp", "wb")  # noqa: SIM115
+        else:
+            self.file = None
+
+    def write(self, ids: np.ndarray) -> None:
+        while len(ids):
+            if self.file is None:
+                raise CorpusError("more text than the split sizes announced")
+            room = self.sizes[self.order[self.current]] - self.written
+            part, ids = ids[:room], ids[room:]
+            part.astype(self.dtype, copy=False).tofile(self.file)
+            self.written += len(part)
+            if self.written == self.sizes[self.order[self.current]]:
+                self._next_file()
+
+    def close(self, meta: dict) -> None:
+        """Check every split is full, rename the files into place, write ``meta.json`` last."""
+        if self.file is not None:
+            self.file.close()
+            raise CorpusError("the text ended before the split sizes announced; was a file changed?")
+        for name in self.order:
+            (self.out_dir / f"{name}.bin.tmp").replace(self.out_dir / f"{name}.bin")
+        (self.out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def prepared_meta(vocab: Vocab, dtype: np.dtype, sizes: dict[str, int], sha256: str, **extra) -> dict:
+    return {"vocab": vocab.to_list(), "dtype": dtype.name, "sizes": sizes,
+            "total_characters": sum(sizes.values()), "sha256": sha256, **extra}
+
+
 def write_prepared(
     text: str, vocab: Vocab, out_dir: Path, *, val_fraction: float, test_fraction: float,
     extra_meta: dict | None = None,
 ) -> PreparedData:
-    """Encode ``text`` and write its splits and ``meta.json`` into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Encode a text held in memory and write its splits and ``meta.json`` into ``out_dir``."""
     dtype = id_dtype(len(vocab))
-    ids = vocab.encode(text).astype(dtype)
-    sizes = split_sizes(len(ids), val_fraction, test_fraction)
-    start = 0
-    for name in SPLITS:
-        part = ids[start : start + sizes[name]]
-        start += sizes[name]
-        if sizes[name]:
-            part.tofile(out_dir / f"{name}.bin")
-    meta = {
-        "vocab": vocab.to_list(),
-        "dtype": dtype.name,
-        "sizes": sizes,
-        "total_characters": len(ids),
-        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        **(extra_meta or {}),
-    }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    sizes = split_sizes(len(text), val_fraction, test_fraction)
+    writer = SplitWriter(out_dir, sizes, dtype)
+    writer.write(vocab.encode(text))
+    meta = prepared_meta(vocab, dtype, sizes, hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                         **(extra_meta or {}))
+    writer.close(meta)
     return PreparedData(out_dir, vocab, meta)
 
 
@@ -122,18 +167,22 @@ def to_tensor(ids: np.ndarray) -> torch.Tensor:
 class StreamBatches:
     """Contiguous (B, T) batches whose rows continue across batches (see module doc)."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1):
+        # With several processes the text is cut into batch_size * world_size rows and each
+        # process takes its own batch_size of them: disjoint text, the same batch count.
         self.batch_size, self.seq_len = batch_size, seq_len
-        self.row_len = (len(ids) - 1) // batch_size
+        rows = batch_size * world_size
+        self.row_len = (len(ids) - 1) // rows
         if self.row_len < seq_len:
             raise CorpusError(
-                f"text of {len(ids)} characters is too short for {batch_size} rows of "
+                f"text of {len(ids)} characters is too short for {rows} rows of "
                 f"{seq_len}+1 characters; lower --batch-size or --seq-len"
             )
-        n = batch_size * self.row_len
+        n = rows * self.row_len
+        mine = slice(rank * batch_size, (rank + 1) * batch_size)
         # Views, not copies: slices of a memmap reshape without reading the file.
-        self.inputs = ids[:n].reshape(batch_size, self.row_len)
-        self.targets = ids[1 : n + 1].reshape(batch_size, self.row_len)
+        self.inputs = ids[:n].reshape(rows, self.row_len)[mine]
+        self.targets = ids[1 : n + 1].reshape(rows, self.row_len)[mine]
 
     def __len__(self) -> int:
         return self.row_len // self.seq_len
@@ -156,17 +205,25 @@ class WindowBatches:
     are gathered per batch; the (patterns, T) array is never built.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, shuffle: bool = True):
-        self.ids = to_tensor(ids)
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, shuffle: bool = True,
+        rank: int = 0, world_size: int = 1,
+    ):
+        self.ids = ids  # the memmap itself: each batch reads only its windows
         self.batch_size, self.seq_len, self.seed, self.shuffle = batch_size, seq_len, seed, shuffle
         self.num_patterns = len(ids) - seq_len
         if self.num_patterns < 1:
             raise CorpusError(
                 f"text of {len(ids)} characters is shorter than one window of {seq_len}+1"
             )
-        self.offsets = torch.arange(seq_len)
+        self.offsets = np.arange(seq_len)
+        # Every process draws the same order; each takes its share of every global batch.
+        self.rank, self.world_size = rank, world_size
+        self.global_batch = batch_size * world_size
 
     def __len__(self) -> int:
+        if self.world_size > 1:  # a short last batch could leave a process with nothing: dropped
+            return max(1, self.num_patterns // self.global_batch)
         return -(-self.num_patterns // self.batch_size)  # the last batch may be short, as in Keras
 
     def order(self, epoch: int) -> torch.Tensor:
@@ -177,10 +234,12 @@ class WindowBatches:
 
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows beginning at ``starts``: inputs (B, T) and next ids (B,)."""
-        index = starts[:, None] + self.offsets  # (B, T)
-        return self.ids[index], self.ids[starts + self.seq_len]
+        starts_np = starts.numpy()
+        index = starts_np[:, None] + self.offsets  # (B, T)
+        return to_tensor(self.ids[index]), to_tensor(self.ids[starts_np + self.seq_len])
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         order = self.order(epoch)
         for k in range(start, len(self)):
-            yield (k, *self.gather(order[k * self.batch_size : (k + 1) * self.batch_size]))
+            batch = order[k * self.global_batch : (k + 1) * self.global_batch]
+            yield (k, *self.gather(batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]))

@@ -52,14 +52,15 @@ def evaluate_stream(
     rows = max(1, min(EVAL_ROWS, (len(ids) - 1) // 512))
     row_len = (len(ids) - 1) // rows
     n = rows * row_len
-    inputs = to_tensor(ids[:n]).view(rows, row_len).to(device)
-    targets = to_tensor(ids[1 : n + 1]).view(rows, row_len).to(device)
+    # Views of the (memory-mapped) ids: each chunk is read when it is scored.
+    inputs, targets = ids[:n].reshape(rows, row_len), ids[1 : n + 1].reshape(rows, row_len)
     was_training = model.training
     model.eval()
     state = model.init_state(rows, device)
     total = torch.zeros((), device=device, dtype=torch.float64)
     for start in range(0, row_len, EVAL_CHUNK):
-        x, y = inputs[:, start : start + EVAL_CHUNK], targets[:, start : start + EVAL_CHUNK]
+        cols = slice(start, start + EVAL_CHUNK)
+        x, y = to_tensor(inputs[:, cols]).to(device), to_tensor(targets[:, cols]).to(device)
         logits, state = model(x, state)  # (rows, chunk, V)
         state = detach_state(state)
         total += char_loss(logits, y).double() * y.numel()
@@ -86,18 +87,17 @@ def evaluate_windows(
     num_windows = len(ids) - seq_len
     if num_windows < 1:
         raise CorpusError(f"need more than {seq_len} characters to evaluate a window model")
-    all_ids = to_tensor(ids)
-    starts = torch.arange(num_windows)
+    starts = np.arange(num_windows)
     if max_windows is not None and max_windows < num_windows:
-        starts = torch.linspace(0, num_windows - 1, max_windows).long()
-    offsets = torch.arange(seq_len)
+        starts = np.linspace(0, num_windows - 1, max_windows).astype(np.int64)
+    offsets = np.arange(seq_len)
     was_training = model.training
     model.eval()
     total = 0.0
     for begin in range(0, len(starts), batch_size):
         batch_starts = starts[begin : begin + batch_size]
-        x = all_ids[batch_starts[:, None] + offsets].to(device)  # (B, T)
-        y = all_ids[batch_starts + seq_len].to(device)  # (B,)
+        x = to_tensor(ids[batch_starts[:, None] + offsets]).to(device)  # (B, T)
+        y = to_tensor(ids[batch_starts + seq_len]).to(device)  # (B,)
         logits, _ = model(x)
         total += float(char_loss(logits[:, -1], y)) * len(batch_starts)
     model.train(was_training)
@@ -121,7 +121,7 @@ def score_run(
     """Score a run's best checkpoint on its held-out ``split`` or on the given text files."""
     from charlstm.corpus import CorpusConfig, load_text
     from charlstm.data import open_prepared
-    from charlstm.runs import DATA_DIR, load_model
+    from charlstm.runs import data_dir, load_model
     from charlstm.seeding import resolve_device
 
     loaded = load_model(Path(run), resolve_device(device))
@@ -132,9 +132,9 @@ def score_run(
         if split not in ("val", "test"):
             raise ConfigError(f"split must be val or test, not {split!r}")
         run_dir = loaded.run_dir
-        if run_dir is None or not (run_dir / DATA_DIR).is_dir():
+        if run_dir is None or not data_dir(run_dir).is_dir():
             raise CorpusError(f"{run}: no data folder beside the checkpoint; pass a TEXT to score")
-        ids = open_prepared(run_dir / DATA_DIR).split(split)
+        ids = open_prepared(data_dir(run_dir)).split(split)
         if len(ids) == 0:
             raise CorpusError(
                 f"{run}: this run has no {split} split (its preset holds no text out); pass a TEXT"

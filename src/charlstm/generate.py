@@ -18,7 +18,8 @@ import torch
 from charlstm.corpus import CorpusConfig, clean_prompt
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.model import CharLSTM
-from charlstm.runs import DATA_DIR, LoadedModel
+from charlstm.runs import LoadedModel, data_dir
+from charlstm.stepper import LSTMStepper, supports_fast_steps
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,42 @@ class SampleConfig:
             raise ConfigError(f"unknown must be error, drop or replace, not {self.unknown!r}")
 
 
-def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
-    """Pick one id per row from (B, V) logits."""
-    if config.greedy:
-        return logits.argmax(dim=-1)
+def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
+    """Scale by temperature and mask what top-k / top-p exclude (to -inf); (B, V) -> (B, V)."""
     logits = logits.float() / config.temperature
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if config.top_p is not None and config.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
         # Drop a character once the ones before it already reach top_p; the first always stays.
-        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= config.top_p
+        drop_sorted = (probs.cumsum(dim=-1) - probs) >= config.top_p
         logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return logits
+
+
+def sample_next(
+    logits: torch.Tensor, config: SampleConfig, generator: torch.Generator,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pick one id per row from (B, V) logits.
+
+    Sampling is an exponential race: with E_i ~ Exp(1), argmax(log p_i - log E_i) is
+    distributed as p, so no softmax, no normalisation and no ``multinomial`` call are
+    needed: one fill of random numbers, a subtraction and an argmax. ``noise`` is an
+    optional (B, V) float buffer to fill, so a generation loop allocates nothing per step.
+    """
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    scores = filter_logits(logits, config)
+    if noise is None:
+        noise = torch.empty_like(scores)
+    if noise.numel() <= 512:
+        noise.exponential_(generator=generator).log_()
+    else:  # for many rows, -log(U) from vectorised uniforms beats exponential_'s scalar loop
+        noise.uniform_(generator=generator).log_().neg_().log_()
+    return scores.sub_(noise).argmax(dim=-1)
 
 
 def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Generator, int]:
@@ -79,17 +100,23 @@ def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Genera
 def stream_ids(
     model: CharLSTM, prompt: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[torch.Tensor]:
-    """Yield (B,) new ids per step from a (P,) prompt, carrying the state."""
+    """Yield (B,) new ids per step from a (P,) prompt, carrying the state: O(1) per character."""
     device = model.head.weight.device
+    B = config.num_samples
     logits, state = model(prompt.to(device)[None, :])  # read the prompt once, batch 1
     # Every sample starts from the same prompt state, so copy it rather than re-read the prompt.
-    state = tuple(s.expand(-1, config.num_samples, -1).contiguous() for s in state)
-    last = logits[:, -1].expand(config.num_samples, -1)  # (B, V)
+    state = tuple(s.expand(-1, B, -1).contiguous() for s in state)
+    last = logits[:, -1].expand(B, -1).float()  # (B, V)
+    stepper = LSTMStepper(model, B) if supports_fast_steps(model) else None
+    noise = torch.empty_like(last)
     for _ in range(config.length):
-        next_ids = sample_next(last, config, generator)  # (B,)
+        next_ids = sample_next(last, config, generator, noise)  # (B,)
         yield next_ids
-        logits, state = model(next_ids[:, None], state)  # (B, 1, V)
-        last = logits[:, -1]
+        if stepper is not None:
+            last = stepper.step(next_ids, state)  # state updated in place
+        else:
+            logits, state = model(next_ids[:, None], state)  # (B, 1, V)
+            last = logits[:, -1]
 
 
 @torch.no_grad()
@@ -126,7 +153,7 @@ def continue_ids(
 def random_training_window(loaded: LoadedModel, rng: np.random.Generator) -> str:
     """A random window of the run's training text, as the tutorial seeds generation."""
     run_dir = loaded.run_dir
-    path = run_dir / DATA_DIR / "train.bin" if run_dir else None
+    path = data_dir(run_dir) / "train.bin" if run_dir else None
     if path is None or not path.exists():
         raise CorpusError(
             f"{loaded.path}: no prompt given and no training text beside the checkpoint "
@@ -134,7 +161,7 @@ def random_training_window(loaded: LoadedModel, rng: np.random.Generator) -> str
         )
     from charlstm.data import open_prepared
 
-    ids = open_prepared(run_dir / DATA_DIR).split("train")
+    ids = open_prepared(data_dir(run_dir)).split("train")
     start = int(rng.integers(0, max(1, len(ids) - loaded.seq_len)))
     return loaded.vocab.decode(ids[start : start + loaded.seq_len])
 

@@ -59,6 +59,15 @@ def resolve_checkpoint(path: Path, which: str = "best") -> Path:
     raise CheckpointError(f"{path}: holds no checkpoint ({LAST} or a best checkpoint)")
 
 
+def data_dir(run_dir: Path) -> Path:
+    """The run's prepared data: RUN/data, or the prepared folder the run was started on."""
+    config_path = run_dir / CONFIG_FILE
+    recorded = DATA_DIR
+    if config_path.is_file():
+        recorded = json.loads(config_path.read_text(encoding="utf-8")).get("data_dir", DATA_DIR)
+    return run_dir / recorded  # an absolute recorded path replaces run_dir
+
+
 def run_dir_of(checkpoint_path: Path) -> Path | None:
     """The run folder a checkpoint sits in, when it sits in one."""
     parent = checkpoint_path.parent

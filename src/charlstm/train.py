@@ -1,177 +1,46 @@
-"""Training: TrainConfig, the loop, evaluation schedule, checkpoint policy, resume."""
+"""Training: the loop, evaluation schedule, checkpoint policy, resume, several processes."""
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from charlstm import runs
 from charlstm.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
 from charlstm.corpus import CorpusConfig
 from charlstm.data import PreparedData, StreamBatches, WindowBatches
+from charlstm.distributed import Distributed
 from charlstm.errors import CheckpointError, ConfigError, TrainingDivergedError
 from charlstm.evaluate import EvalResult, evaluate
 from charlstm.generate import SampleConfig, continue_ids, make_generator
 from charlstm.model import CharLSTM, ModelConfig, char_loss, detach_state
+from charlstm.runtime import LOG_FILE, run_log, stop_on_sigint
 from charlstm.seeding import resolve_device, seed_everything
+from charlstm.train_config import (  # re-exported: the public names of training live here
+    RESUMABLE_FIELDS,
+    SAMPLE_TEMPERATURES,
+    Progress,
+    TrainConfig,
+    TrainResult,
+    config_record,
+    lr_factor,
+    make_optimizer,
+)
+
+__all__ = ["RESUMABLE_FIELDS", "Progress", "TrainConfig", "TrainResult", "Trainer", "config_record",
+           "lr_factor", "make_optimizer"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a model is trained; the ``default`` preset's values are the defaults here."""
-
-    framing: str = "stream"  # stream: loss on every position, state carried; window: tutorial
-    seq_len: int = 128  # T: BPTT length (stream) or window length (window)
-    batch_size: int = 32  # B: parallel streams or windows per step
-    epochs: int | None = 50  # whichever of epochs / max_steps / time_budget comes first
-    max_steps: int | None = None
-    time_budget: float | None = None  # seconds of wall clock for this invocation
-    optimizer: str = "adamw"  # adam | adamw
-    lr: float = 3e-3
-    beta2: float = 0.99  # char models see few tokens per step; 0.99 adapts faster than 0.999
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
-    lr_schedule: str = "cosine"  # cosine: warmup then decay over the run's budget; constant
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1  # cosine ends at lr * min_lr_ratio
-    val_fraction: float = 0.1  # the last 10% of the text is held out
-    test_fraction: float = 0.0
-    eval_every: int = 200  # steps between evaluations; 0: at epoch ends only
-    eval_max_chars: int | None = None  # cap on scored held-out characters per evaluation
-    checkpoint_metric: str = "val_loss"  # val_loss | train_loss (epoch mean, as Keras's `loss`)
-    checkpoint_name: str = "best-{epoch:02d}-{step:06d}-{loss:.4f}"  # fields: epoch, step, loss
-    keep_best: int = 3  # how many improvements to keep on disk
-    shuffle: bool = True  # window framing: new order every epoch, as Keras's fit
-    seed: int = 1337  # covers Python, NumPy and torch
-    device: str = "auto"  # auto | cpu | cuda | mps
-    log_every: int = 25  # steps between progress-bar updates (and NaN checks)
-    sample_every: int = 0  # steps between short samples in the log, as the Keras example prints; 0: off
-    sample_length: int = 200
-
-    def __post_init__(self) -> None:
-        checks = {
-            "framing must be stream or window": self.framing in ("stream", "window"),
-            "optimizer must be adam or adamw": self.optimizer in ("adam", "adamw"),
-            "lr_schedule must be cosine or constant": self.lr_schedule in ("cosine", "constant"),
-            "checkpoint_metric must be val_loss or train_loss": self.checkpoint_metric
-            in ("val_loss", "train_loss"),
-            "seq_len, batch_size and log_every must be positive": min(
-                self.seq_len, self.batch_size, self.log_every
-            )
-            > 0,
-            "sample_every and sample_length must be >= 0": min(self.sample_every, self.sample_length) >= 0,
-            "lr must be positive": self.lr > 0,
-            "keep_best must be at least 1": self.keep_best >= 1,
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise ConfigError(message)
-        for name in ("epochs", "max_steps", "time_budget", "eval_max_chars"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be positive")
-
-
-# Settings a resumed run may change: when to stop, where to run, how often to report.
-RESUMABLE_FIELDS = {
-    "epochs", "max_steps", "time_budget", "device", "eval_every", "log_every", "keep_best", "sample_every",
-    "sample_length",
-}
-SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
-
-
-@dataclass
-class Progress:
-    """Counters that locate a run exactly; saved in every checkpoint."""
-
-    step: int = 0
-    epoch: int = 0  # the epoch in progress, from 0
-    batch: int = 0  # the next batch of that epoch
-    epoch_loss_sum: float = 0.0  # sum over the epoch's samples, for its mean training loss
-    epoch_samples: int = 0
-    best: float | None = None
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    progress: Progress
-    stop_reason: str
-    last_eval: dict[str, Any] = field(default_factory=dict)
-
-
-def lr_factor(config: TrainConfig, step: int, budget_fraction: float) -> float:
-    """Multiplier of ``config.lr`` at ``step``; ``budget_fraction`` is how much of the run is spent."""
-    if config.lr_schedule == "constant":
-        return 1.0
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, budget_fraction)))
-    return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
-
-
-def make_optimizer(model: CharLSTM, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]  # Keras presets freeze bias_hh
-    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(
-        params, lr=config.lr, betas=(0.9, config.beta2), eps=config.adam_eps,
-        weight_decay=config.weight_decay,
-    )
-
-
-LOG_FILE = "train.log"
-
-
-@contextmanager
-def run_log(path: Path):
-    """Copy this package's log records (INFO and up) into the run folder while training."""
-    logger = logging.getLogger("charlstm")
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    previous_level = logger.level
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)  # the file wants INFO even when the console is quieter
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)
-        handler.close()
-
-
-@contextmanager
-def stop_on_sigint(flag: threading.Event):
-    """First Ctrl-C sets ``flag`` so the loop stops at a step boundary; a second one aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class Trainer:
@@ -180,26 +49,42 @@ class Trainer:
     def __init__(
         self, run_dir: Path, data: PreparedData, model_config: ModelConfig,
         train_config: TrainConfig, corpus_config: CorpusConfig, *, progress_bar: bool = True,
+        dist: Distributed | None = None,
     ):
         self.run_dir, self.data, self.config = run_dir, data, train_config
         self.model_config, self.corpus_config = model_config, corpus_config
+        self.dist = dist = dist or Distributed()
         self.device = resolve_device(train_config.device)
-        self.progress_bar = progress_bar
+        if dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", dist.local_rank)
+        self.progress_bar = progress_bar and dist.is_main
         self.stop_requested = threading.Event()  # Ctrl-C, or another thread, asks to stop
         self.clock = time.perf_counter  # replaceable, e.g. by a benchmark that pauses it to score
         seed_everything(train_config.seed)
         self.model = CharLSTM(model_config).to(self.device)
+        # ``model`` is what is saved and evaluated; ``train_model`` is what steps (DDP averages
+        # its gradients across processes, and starts every process from rank 0's weights).
+        self.train_model: torch.nn.Module = self.model
+        if dist.enabled:
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            torch.manual_seed(train_config.seed + dist.rank)  # each process its own dropout masks
         self.optimizer = make_optimizer(self.model, train_config)
         self.progress = Progress()
         self.hidden: tuple[torch.Tensor, ...] | None = None
+        self._saved_hidden: tuple[torch.Tensor, ...] | None = None  # filled by gather_state
+        self._saved_rngs: list[torch.Tensor] | None = None
         # Summed on the device: reading a loss every step would sync the GPU.
         self.epoch_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         train_ids = data.split("train")
         c = train_config
+        shard = {"rank": dist.rank, "world_size": dist.world_size}
         if c.framing == "stream":
-            self.batches: StreamBatches | WindowBatches = StreamBatches(train_ids, c.batch_size, c.seq_len)
+            self.batches: StreamBatches | WindowBatches = StreamBatches(
+                train_ids, c.batch_size, c.seq_len, **shard)
         else:
-            self.batches = WindowBatches(train_ids, c.batch_size, c.seq_len, c.seed, c.shuffle)
+            self.batches = WindowBatches(train_ids, c.batch_size, c.seq_len, c.seed, c.shuffle, **shard)
         self.val_ids = data.split("val")
         self.last_eval: dict[str, Any] = {}
         self.last_eval_step = -1
@@ -218,15 +103,31 @@ class Trainer:
             "data_sha256": self.data.meta["sha256"],
             "progress": asdict(self.progress),
             "last_eval": self.last_eval,
+            "world_size": self.dist.world_size,
         }
         if metric is not None:
             meta["metric"] = {"name": self.config.checkpoint_metric, "value": metric}
         return meta
 
-    def save(self, path: Path, metric: float | None = None) -> Path:
+    def gather_state(self) -> None:
+        """Collect every process's carried state and RNG for the next save (a collective call).
+
+        The saved hidden state is every process's rows side by side, (L, B * world, H), so a
+        resumed run hands each process its own rows back.
+        """
+        hidden = None if self.hidden is None else tuple(h.cpu() for h in self.hidden)
+        hiddens = self.dist.gather_objects(hidden)
+        self._saved_hidden = None if hidden is None else tuple(
+            torch.cat(parts, dim=1) for parts in zip(*hiddens, strict=True))
+        self._saved_rngs = self.dist.gather_objects(torch.get_rng_state())
+
+    def save(self, path: Path, metric: float | None = None) -> Path | None:
+        """Write a checkpoint from the state ``gather_state`` collected; only rank 0 writes."""
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(
             path, model=self.model, meta=self._meta(metric), optimizer=self.optimizer,
-            hidden=self.hidden,
+            hidden=self._saved_hidden, rng_states=self._saved_rngs,
         )
 
     def restore(self, path: Path) -> None:
@@ -235,6 +136,12 @@ class Trainer:
             raise CheckpointError(f"{path}: its vocabulary differs from the run's data folder")
         if ckpt.meta.get("data_sha256") != self.data.meta["sha256"]:
             raise CheckpointError(f"{path}: was trained on other data than {self.data.root}")
+        saved_world = ckpt.meta.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            raise CheckpointError(
+                f"{path}: trained with {saved_world} process(es); resume it with the same number "
+                f"(now {self.dist.world_size}) so each one finds its own rows of the text"
+            )
         self.model.load_state_dict(ckpt.model_state())
         optimizer_state = ckpt.optimizer_state()
         if optimizer_state is not None:
@@ -243,8 +150,9 @@ class Trainer:
         self.epoch_sum.fill_(self.progress.epoch_loss_sum)
         self.last_eval = ckpt.meta.get("last_eval", {})
         hidden = ckpt.hidden_state()
-        self.hidden = tuple(h.to(self.device) for h in hidden) if hidden else None
-        rng = ckpt.rng_state()
+        rows = slice(self.dist.rank * self.config.batch_size, (self.dist.rank + 1) * self.config.batch_size)
+        self.hidden = tuple(h[:, rows].contiguous().to(self.device) for h in hidden) if hidden else None
+        rng = ckpt.rng_state(self.dist.rank)
         if rng is not None:
             torch.set_rng_state(rng)
 
@@ -267,11 +175,11 @@ class Trainer:
         if self.config.framing == "stream":
             if self.hidden is None:
                 self.hidden = self.model.init_state(x.shape[0], self.device)
-            logits, hidden = self.model(x, self.hidden)  # (B, T, V)
+            logits, hidden = self.train_model(x, self.hidden)  # (B, T, V)
             self.hidden = detach_state(hidden)
             loss = char_loss(logits, y)
         else:
-            logits, _ = self.model(x)  # (B, T, V); the tutorial predicts after the window only
+            logits, _ = self.train_model(x)  # (B, T, V); the tutorial predicts after the window only
             loss = char_loss(logits[:, -1], y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -297,8 +205,11 @@ class Trainer:
         if recent_loss is not None:
             record["train_loss"] = recent_loss
         if epoch_end and p.epoch_samples:
-            record["epoch_train_loss"] = float(self.epoch_sum) / p.epoch_samples
+            record["epoch_train_loss"] = float(self.dist.mean(self.epoch_sum)) / p.epoch_samples
         self.check_finite(recent_loss)
+        self.gather_state()
+        if not self.dist.is_main:
+            return  # rank 0 alone evaluates, logs and writes; the weights are the same everywhere
         result = self.evaluate_val()
         if result is not None:
             record.update({f"val_{k}": v for k, v in result.as_dict().items() if k != "characters"})
@@ -344,20 +255,34 @@ class Trainer:
             log.info("sample at step %d, temperature %.1f:\n%s%s\n", self.progress.step, temperature,
                      vocab.decode(prompt.tolist()), text)
 
-    def should_stop(self, start: float, interrupt: threading.Event) -> str | None:
+    def should_stop(self, start: float, interrupt: threading.Event, agree: bool = True) -> str | None:
+        """Why to stop now, if at all.
+
+        Step and epoch limits fall on the same step in every process. The clock and Ctrl-C
+        do not, so with several processes they are only read when ``agree`` is set (at log
+        points), where the processes compare notes and stop together.
+        """
         c, p = self.config, self.progress
-        if interrupt.is_set():
-            return "interrupted"
         if c.max_steps is not None and p.step >= c.max_steps:
             return "max_steps"
         if c.epochs is not None and p.epoch >= c.epochs:
             return "epochs"
-        if c.time_budget is not None and self.clock() - start >= c.time_budget:
-            return "time_budget"
-        return None
+        if self.dist.enabled and not agree:
+            return None
+        reason = None
+        if interrupt.is_set():
+            reason = "interrupted"
+        elif c.time_budget is not None and self.clock() - start >= c.time_budget:
+            reason = "time_budget"
+        if self.dist.enabled:
+            reasons = [r for r in self.dist.gather_objects(reason) if r]
+            reason = reasons[0] if reasons else None
+        return reason
 
     def fit(self) -> TrainResult:
         """Train until a limit or Ctrl-C; always leaves ``last`` up to date; logs to RUN/train.log."""
+        if not self.dist.is_main:
+            return self._fit()
         with run_log(self.run_dir / LOG_FILE):
             return self._fit()
 
@@ -391,8 +316,9 @@ class Trainer:
                     p.step, p.batch = p.step + 1, k + 1
                     epoch_end = p.batch == n_batches
                     eval_due = epoch_end or bool(c.eval_every and p.step % c.eval_every == 0)
-                    if window_steps >= c.log_every or eval_due:
-                        recent = float(window_sum) / window_steps
+                    log_point = window_steps >= c.log_every or eval_due
+                    if log_point:
+                        recent = float(self.dist.mean(window_sum)) / window_steps
                         if not math.isfinite(recent):
                             self.check_finite(recent)
                         rate = window_steps * chars_per_step / (self.clock() - window_start)
@@ -400,31 +326,22 @@ class Trainer:
                         bar.update(window_steps)
                         window_sum.zero_()
                         window_steps, window_start = 0, self.clock()
-                    if c.sample_every and p.step % c.sample_every == 0:
+                    if c.sample_every and p.step % c.sample_every == 0 and self.dist.is_main:
                         self.log_samples()
                     if eval_due:
                         self.report(recent, epoch_end, self.clock() - start)
                     if epoch_end:
                         p.epoch, p.batch, p.epoch_samples = p.epoch + 1, 0, 0
                         self.epoch_sum.zero_()
-                    reason = self.should_stop(start, interrupt)
+                    reason = self.should_stop(start, interrupt, agree=log_point)
                     if reason:
                         break
         bar.close()
         if self.last_eval_step != p.step:
-            recent = float(window_sum) / window_steps if window_steps else None
+            recent = float(self.dist.mean(window_sum)) / window_steps if window_steps else None
             self.report(recent, False, self.clock() - start)
         else:
+            self.gather_state()
             self.save(self.run_dir / runs.LAST)  # counters moved on at the epoch's end
         log.info("stopped after step %d (%s)", p.step, reason)
         return TrainResult(self.run_dir, p, reason or "", self.last_eval)
-
-
-def config_record(model: ModelConfig, train: TrainConfig, corpus: CorpusConfig, **extra: Any) -> dict:
-    return {"model": asdict(model), "train": asdict(train), "corpus": asdict(corpus), **extra}
-
-
-def replace_known(config: Any, overrides: dict[str, Any]) -> Any:
-    """``dataclasses.replace`` with the overrides that name a field of ``config``."""
-    names = {f.name for f in fields(config)}
-    return type(config)(**{**asdict(config), **{k: v for k, v in overrides.items() if k in names}})

@@ -1,0 +1,133 @@
+"""Cleaning text as it streams: the one implementation behind every way text comes in.
+
+Steps, in order (the first three only when ``normalize`` is on): drop a
+byte-order mark, turn CRLF and CR into LF, Unicode NFC; strip a Project
+Gutenberg header (through a ``*** START OF THIS/THE PROJECT GUTENBERG EBOOK``
+line found within the first ``HEADER_WINDOW`` characters) and footer (from the
+first ``*** END OF ...`` or older ``End of Project Gutenberg's ...`` line on);
+trim blank lines around the body (``normalize``); lowercase (``lowercase``).
+
+``TextCleaner`` takes a document in chunks of any size and gives the same text
+as cleaning it whole: it holds back only what the next chunk could change (a
+trailing CR, a character that a combining mark may follow, a partial line that
+may be a footer marker, trailing newlines, and the header window).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+HEADER_WINDOW = 1 << 20  # Gutenberg headers are a few KB; a START line further in is body text
+
+_START = re.compile(r"^\*{3}\s*START OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*$", re.M | re.I)
+_END = re.compile(
+    r"^(?:\*{3}\s*END OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*"
+    r"|End of (?:the )?Project Gutenberg'?s? .*)$",
+    re.M | re.I,
+)
+
+
+def _may_hold_marker(text: str) -> bool:
+    """A cheap test before the footer search: plain substring checks run at memory speed."""
+    return "utenberg" in text or "UTENBERG" in text
+
+
+class TextCleaner:
+    """Incremental cleaner for one document: ``feed`` chunks, then ``finish``."""
+
+    def __init__(self, *, normalize: bool = True, strip_gutenberg: bool = True, lowercase: bool = False):
+        self.normalize, self.strip_gutenberg, self.lowercase = normalize, strip_gutenberg, lowercase
+        self._first = True
+        self._cr = ""  # a CR at a chunk's end may be the first half of CRLF
+        self._nfc = ""  # the tail a combining mark in the next chunk could still change
+        self._line = ""  # a partial last line: it may turn out to be a footer marker
+        self._head: list[str] = []  # text before the header decision
+        self._head_len = 0
+        self._in_body = not strip_gutenberg
+        self._ended = False
+        self._emitted_any = False
+        self._newlines = 0  # trailing newlines held back: dropped if the document ends here
+
+    def feed(self, chunk: str) -> str:
+        """Clean ``chunk``; returns the text that is final so far (possibly empty)."""
+        return self._process(chunk, final=False)
+
+    def finish(self) -> str:
+        """Flush what was held back; the cleaner is done afterwards."""
+        return self._process("", final=True)
+
+    def _process(self, chunk: str, final: bool) -> str:
+        if self._ended:
+            return ""
+        if self.normalize:
+            chunk = self._normalize(chunk, final)
+        # Markers are whole lines: only complete lines go on, unless the document ends.
+        chunk = self._line + chunk
+        cut = len(chunk) if final else chunk.rfind("\n") + 1
+        chunk, self._line = chunk[:cut], chunk[cut:]
+        if not self._in_body:
+            chunk = self._skip_header(chunk, final)
+        if self.strip_gutenberg and chunk and _may_hold_marker(chunk):
+            end = _END.search(chunk)
+            if end:
+                chunk, self._ended = chunk[: end.start()], True
+                final = True
+        return self._emit(chunk, final)
+
+    def _normalize(self, chunk: str, final: bool) -> str:
+        if self._first:
+            chunk, self._first = chunk.removeprefix("\ufeff"), False
+        chunk = self._cr + chunk
+        self._cr = ""
+        if chunk.endswith("\r") and not final:
+            chunk, self._cr = chunk[:-1], "\r"
+        if "\r" in chunk:
+            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
+        chunk = self._nfc + chunk
+        cut = len(chunk)
+        if not final:
+            # Hold back from the last starter: marks arriving next may compose with it.
+            cut -= 1
+            while cut > 0 and unicodedata.combining(chunk[cut]):
+                cut -= 1
+            cut = max(cut, 0)
+        chunk, self._nfc = chunk[:cut], chunk[cut:]
+        return chunk if chunk.isascii() else unicodedata.normalize("NFC", chunk)
+
+    def _skip_header(self, chunk: str, final: bool) -> str:
+        self._head.append(chunk)
+        self._head_len += len(chunk)
+        if not (final or self._head_len >= HEADER_WINDOW or _START.search(chunk)):
+            return ""
+        head, self._head = "".join(self._head), []
+        self._in_body = True
+        start = _START.search(head, 0, HEADER_WINDOW)
+        return head[start.end() :] if start else head
+
+    def _emit(self, text: str, final: bool) -> str:
+        if self.normalize:
+            if not self._emitted_any:
+                text = text.lstrip("\n")
+            if not text:
+                return ""
+            body = text.rstrip("\n")
+            held = len(text) - len(body)
+            if body:
+                text = "\n" * self._newlines + body
+                self._newlines = held
+            else:
+                self._newlines += held
+                text = ""
+            if final:
+                self._newlines = 0
+        if text:
+            self._emitted_any = True
+        return text.lower() if self.lowercase else text
+
+
+def clean_document(text: str, *, normalize: bool = True, strip_gutenberg: bool = True,
+                   lowercase: bool = False) -> str:
+    """Clean one whole document (the same result as feeding it in chunks)."""
+    cleaner = TextCleaner(normalize=normalize, strip_gutenberg=strip_gutenberg, lowercase=lowercase)
+    return cleaner.feed(text) + cleaner.finish()

@@ -1,0 +1,87 @@
+"""Two CPU processes with gloo: disjoint data, one writer, a falling loss, resume rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from charlstm import api, runs
+from charlstm.checkpoint import load_checkpoint
+from charlstm.data import StreamBatches, open_prepared
+from charlstm.errors import CheckpointError
+
+SETTINGS = {"hidden_size": 16, "num_layers": 1, "embedding_size": 8, "seq_len": 16, "batch_size": 4,
+            "max_steps": 30, "eval_every": 10, "log_every": 5, "lr": 1e-2, "device": "cpu"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, text: str, out: str) -> None:
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    trainer = api.start_run([text], out, overrides=SETTINGS, progress_bar=False)
+    seen: list[np.ndarray] = []
+    step = trainer.train_step
+
+    def recording_step(x, y):
+        seen.append(x.numpy().copy())
+        return step(x, y)
+
+    trainer.train_step = recording_step
+    trainer.fit()
+    np.save(Path(out).parent / f"seen-{rank}.npy", np.stack(seen))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ddp")
+    text = root / "text.txt"
+    rng = np.random.default_rng(0)
+    words = ["alice", "rabbit", "queen", "tea", "the", "a", "said", "very", "little", "door"]
+    text.write_text(" ".join(rng.choice(words, 3000)) + "\n", encoding="utf-8")
+    mp.spawn(_worker, args=(2, _free_port(), str(text), str(root / "run")), nprocs=2, join=True)
+    return root / "run"
+
+
+def test_each_process_reads_its_own_rows_and_together_they_read_the_whole_batch(ddp_run):
+    seen = [np.load(ddp_run.parent / f"seen-{rank}.npy") for rank in (0, 1)]  # (steps, B, T)
+    assert seen[0].shape == seen[1].shape == (30, 4, 16)
+    single = StreamBatches(open_prepared(ddp_run / "data").split("train"), batch_size=8, seq_len=16)
+    for k in range(30):
+        together = np.concatenate([seen[0][k], seen[1][k]])  # rank 0's rows, then rank 1's
+        np.testing.assert_array_equal(together, single.batch(k % len(single))[0].numpy())
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_rank_0_alone_writes_and_the_loss_falls(ddp_run):
+    records = [json.loads(line) for line in (ddp_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30]  # once each, not once per process
+    assert records[-1]["val_loss"] < records[0]["val_loss"]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    last = load_checkpoint(ddp_run / runs.LAST)
+    assert last.meta["world_size"] == 2 and last.meta["progress"]["step"] == 30
+    # Both processes' carried state and RNG are in it, so each can resume its own rows.
+    assert [h.shape[1] for h in last.hidden_state()] == [8, 8]
+    assert last.rng_state(1) is not None
+    assert len(runs.best_checkpoints(ddp_run)) >= 1
+
+
+def test_resuming_with_another_process_count_is_refused(ddp_run, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(ddp_run, tmp_path / "run"))
+    with pytest.raises(CheckpointError, match="same number"):
+        api.resume_run(copy)

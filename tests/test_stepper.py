@@ -1,0 +1,34 @@
+"""The fast single-step path equals the model's own forward, step after step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charlstm.model import CharLSTM, ModelConfig
+from charlstm.stepper import LSTMStepper, supports_fast_steps
+
+
+@pytest.mark.parametrize("encoding", ["embedding", "one-hot", "scalar"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_steps_match_the_forward_pass(encoding, layers):
+    torch.manual_seed(layers)
+    model = CharLSTM(ModelConfig(vocab_size=13, hidden_size=8, num_layers=layers, input_encoding=encoding,
+                                 embedding_size=5, dropout=0.3)).eval()
+    ids = torch.randint(0, 13, (3, 7))
+    with torch.no_grad():
+        expected, (h_ref, c_ref) = model(ids)
+    stepper = LSTMStepper(model, batch_size=3)
+    state = tuple(s.clone() for s in model.init_state(3))
+    for t in range(7):
+        logits = stepper.step(ids[:, t], state)
+        torch.testing.assert_close(logits, expected[:, t], atol=1e-5, rtol=0)
+    torch.testing.assert_close(state[0], h_ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state[1], c_ref, atol=1e-5, rtol=0)
+
+
+def test_only_sigmoid_lstms_take_the_fast_path():
+    assert supports_fast_steps(CharLSTM(ModelConfig(vocab_size=5, hidden_size=4)))
+    assert not supports_fast_steps(CharLSTM(ModelConfig(vocab_size=5, hidden_size=4, cell="gru")))
+    assert not supports_fast_steps(
+        CharLSTM(ModelConfig(vocab_size=5, hidden_size=4, gate_activation="hard_sigmoid")))
