@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,3 +241,12 @@ def test_sampling_during_training_does_not_change_the_training(tmp_path, text_fi
     b = load_checkpoint(sampled.run_dir / runs.LAST).model_state()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_bf16_autocast_trains_with_fp32_weights(tmp_path, text_file):
+    result = api.train([text_file], out_dir=tmp_path / "run",
+                       **{**STREAM, "max_steps": 6, "precision": "bf16", "lr": 1e-2})
+    last = load_checkpoint(result.run_dir / runs.LAST)
+    assert all(t.dtype == torch.float32 for t in last.model_state().values())
+    losses = [m["train_loss"] for m in runs.read_metrics(result.run_dir)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]

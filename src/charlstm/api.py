@@ -88,6 +88,7 @@ def start_run(
         if not dist.is_main:
             prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, False, prepare=False)
         data, corpus_cfg, data_dir = prepared
+        out_dir.mkdir(parents=True, exist_ok=True)  # a run on a prepared folder writes nothing else yet
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
         trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
                           dist=dist)

@@ -110,6 +110,8 @@ def train(
     encoding: Annotated[str | None, Opt(help="Encoding of the text files.")] = None,
     seed: Annotated[int | None, Opt()] = None,
     device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps.")] = None,
+    precision: Annotated[str | None, Opt(help="fp32, or bf16 autocast on GPUs that have it.")] = None,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the model.")] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Progress bar.")] = True,
 ) -> None:
     """Train a model (new run with --out, or --resume RUN)."""
@@ -277,7 +279,7 @@ def import_keras_cmd(
     text: Annotated[Path, Opt(help="The text the model was trained on (the tutorial's wonderland.txt).")],
     out: Annotated[Path, Opt(help="New run folder.")],
 ) -> None:
-    """Turn a Keras tutorial checkpoint into a charlstm run (needs h5py: charlstm[keras])."""
+    """Turn a Keras tutorial checkpoint into a charlstm run (needs h5py: the keras extra)."""
     from charlstm.keras_import import import_keras
 
     path = _run(import_keras, weights, text, out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -71,6 +72,8 @@ class Trainer:
             )
             torch.manual_seed(train_config.seed + dist.rank)  # each process its own dropout masks
         self.optimizer = make_optimizer(self.model, train_config)
+        # torch.compile wraps what steps; the plain module is still what is saved.
+        self.step_model = torch.compile(self.train_model) if train_config.compile else self.train_model
         self.progress = Progress()
         self.hidden: tuple[torch.Tensor, ...] | None = None
         self._saved_hidden: tuple[torch.Tensor, ...] | None = None  # filled by gather_state
@@ -171,22 +174,32 @@ class Trainer:
         return max(parts)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            # Page-locked host memory lets the copy run alongside the previous step's kernels.
+            x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if self.config.framing == "stream":
-            if self.hidden is None:
-                self.hidden = self.model.init_state(x.shape[0], self.device)
-            logits, hidden = self.train_model(x, self.hidden)  # (B, T, V)
-            self.hidden = detach_state(hidden)
-            loss = char_loss(logits, y)
-        else:
-            logits, _ = self.train_model(x)  # (B, T, V); the tutorial predicts after the window only
-            loss = char_loss(logits[:, -1], y)
+        with self.autocast():
+            if self.config.framing == "stream":
+                if self.hidden is None:
+                    self.hidden = self.model.init_state(x.shape[0], self.device)
+                logits, hidden = self.step_model(x, self.hidden)  # (B, T, V)
+                self.hidden = detach_state(hidden)
+                loss = char_loss(logits, y)
+            else:
+                logits, _ = self.step_model(x)  # (B, T, V); the tutorial predicts after the window only
+                loss = char_loss(logits[:, -1], y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         return loss.detach()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast when asked: matmuls in bfloat16, weights, loss and optimizer in fp32."""
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def evaluate_val(self) -> EvalResult | None:
         c = self.config

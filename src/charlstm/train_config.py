@@ -43,6 +43,8 @@ class TrainConfig:
     shuffle: bool = True  # window framing: new order every epoch, as Keras's fit
     seed: int = 1337  # covers Python, NumPy and torch
     device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "fp32"  # bf16: autocast matmuls to bfloat16 (GPUs with bf16); weights stay fp32
+    compile: bool = False  # torch.compile the model (CUDA); pays a warm-up, then may run faster
     log_every: int = 25  # steps between progress-bar updates (and NaN checks)
     sample_every: int = 0  # steps between short samples in the log, as the Keras example prints; 0: off
     sample_length: int = 200
@@ -59,6 +61,7 @@ class TrainConfig:
             )
             > 0,
             "sample_every and sample_length must be >= 0": min(self.sample_every, self.sample_length) >= 0,
+            "precision must be fp32 or bf16": self.precision in ("fp32", "bf16"),
             "lr must be positive": self.lr > 0,
             "keep_best must be at least 1": self.keep_best >= 1,
         }
@@ -74,7 +77,7 @@ class TrainConfig:
 # Settings a resumed run may change: when to stop, where to run, how often to report.
 RESUMABLE_FIELDS = {
     "epochs", "max_steps", "time_budget", "device", "eval_every", "log_every", "keep_best", "sample_every",
-    "sample_length",
+    "sample_length", "precision", "compile",
 }
 SAMPLE_TEMPERATURES = (0.2, 0.5, 1.0)
 

@@ -1,0 +1,107 @@
+"""Preparing corpora in streaming passes: same result as in memory, safe with bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from charlstm import corpus
+from charlstm.cli import app
+from charlstm.corpus import CorpusConfig, Vocab, load_text
+from charlstm.data import open_prepared, write_prepared
+from charlstm.errors import CheckpointError, CorpusError
+from charlstm.prepare import prepare_corpus
+
+START = "*** START OF THE PROJECT GUTENBERG EBOOK TEST ***"
+END = "*** END OF THE PROJECT GUTENBERG EBOOK TEST ***"
+
+
+def write_books(folder: Path) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    words = ["Alice", "caf\u00e9", "cafe\u0301", "rabbit", "\u00e9t\u00e9", "queen", "tea,", "door."]
+    for i in range(3):
+        body = "\r\n".join(" ".join(rng.choice(words, 12)) for _ in range(400))
+        text = f"\ufeffheader {i}\r\n{START}\r\n\r\n{body}\r\n\r\n{END}\r\nlicence text\r\n"
+        (folder / f"book{i}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 1000, 1 << 22])
+def test_streaming_prepare_equals_cleaning_in_memory(tmp_path, monkeypatch, chunk_bytes):
+    books = write_books(tmp_path / "books")
+    config = CorpusConfig(lowercase=True)
+    text = load_text([books], config)
+    expected = write_prepared(text, Vocab.from_text(text), tmp_path / "memory", val_fraction=0.1,
+                              test_fraction=0.05)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(corpus.iter_decoded, "__defaults__", ("utf-8", chunk_bytes, None))
+    prepared = prepare_corpus([books], tmp_path / "stream", corpus=config, val_fraction=0.1,
+                              test_fraction=0.05, progress_bar=False)
+    assert prepared.vocab == expected.vocab
+    assert prepared.meta["sizes"] == expected.meta["sizes"]
+    assert prepared.meta["sha256"] == expected.meta["sha256"]
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(prepared.split(split), expected.split(split))
+    assert "gutenberg" not in prepared.vocab.decode(prepared.split("train")).lower()
+    assert "\r" not in prepared.vocab.chars and "\ufeff" not in prepared.vocab.chars
+
+
+def test_an_existing_data_folder_is_never_overwritten(tmp_path):
+    books = write_books(tmp_path / "books")
+    prepare_corpus([books], tmp_path / "data", progress_bar=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()}
+    with pytest.raises(CheckpointError, match="already holds prepared data"):
+        prepare_corpus([books], tmp_path / "data", progress_bar=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()} == before
+
+
+def test_a_vocabulary_above_65535_symbols_is_refused(tmp_path):
+    path = tmp_path / "wide.txt"
+    path.write_text("".join(chr(0x10000 + i) for i in range(70000)), encoding="utf-8")
+    with pytest.raises(CorpusError, match="65,535"):
+        prepare_corpus([path], tmp_path / "data", progress_bar=False)
+    assert not (tmp_path / "data" / "meta.json").exists()
+
+
+def test_empty_text_is_refused(tmp_path):
+    (tmp_path / "empty.txt").write_text(f"{START}\n\n{END}\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="empty"):
+        prepare_corpus([tmp_path / "empty.txt"], tmp_path / "data", progress_bar=False)
+
+
+def test_cli_prepare_then_train_from_the_data_folder(tmp_path):
+    books = write_books(tmp_path / "books")
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(books), "--out", str(tmp_path / "data"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "vocabulary" in result.output
+    args = ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--max-steps", "3",
+            "--hidden-size", "16", "--num-layers", "1", "--seq-len", "16", "--batch-size", "4",
+            "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert Path(config["data_dir"]) == (tmp_path / "data").resolve()
+    assert not (tmp_path / "run" / "data").exists()  # trained in place, nothing copied
+    result = runner.invoke(app, ["eval", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["generate", str(tmp_path / "run"), "--length", "20", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_truncated_token_file_is_a_clear_error(tmp_path):
+    books = write_books(tmp_path / "books")
+    data = prepare_corpus([books], tmp_path / "data", progress_bar=False)
+    train_bin = tmp_path / "data" / "train.bin"
+    train_bin.write_bytes(train_bin.read_bytes()[:-10])
+    with pytest.raises(CorpusError, match="truncated"):
+        open_prepared(data.root).split("train")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+                                      "--max-steps", "1", "--no-progress"])
+    assert result.exit_code == 3 and "truncated" in result.output
+    assert not (tmp_path / "run").exists()
