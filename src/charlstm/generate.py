@@ -50,8 +50,13 @@ class SampleConfig:
 
 
 def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """Scale by temperature and mask what top-k / top-p exclude (to -inf); (B, V) -> (B, V)."""
-    logits = logits.float() / config.temperature
+    """Scale by temperature and mask what top-k / top-p exclude (to -inf); (B, V) -> (B, V).
+
+    May return ``logits`` itself (temperature 1, no filter): do not write into the result.
+    """
+    logits = logits.float()
+    if config.temperature != 1.0:
+        logits = logits / config.temperature
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -64,6 +69,7 @@ def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
     return logits
 
 
+@torch.no_grad()
 def sample_next(
     logits: torch.Tensor, config: SampleConfig, generator: torch.Generator,
     noise: torch.Tensor | None = None,
@@ -84,7 +90,7 @@ def sample_next(
         noise.exponential_(generator=generator).log_()
     else:  # for many rows, -log(U) from vectorised uniforms beats exponential_'s scalar loop
         noise.uniform_(generator=generator).log_().neg_().log_()
-    return scores.sub_(noise).argmax(dim=-1)
+    return torch.sub(scores, noise, out=noise).argmax(dim=-1)  # the caller's logits stay as they were
 
 
 def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Generator, int]:
