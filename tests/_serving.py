@@ -1,0 +1,80 @@
+"""Helpers for the serve tests: one tiny trained run per session, a real server, a slow generator.
+
+Plain functions, not fixtures, so each test file scopes its own fixtures.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from _runs import train_stream_run, write_text
+
+_RUNS: dict[int, Path] = {}  # one run per test session (its tmp_path_factory), shared by the serve tests
+
+
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stream run trained for a few steps, with evaluations (so it has best bits/char); made once."""
+    key = id(tmp_path_factory)
+    if key not in _RUNS:
+        root = tmp_path_factory.mktemp("serve-run")
+        _RUNS[key] = train_stream_run(root / "tiny", write_text(root / "text.txt"))
+    return _RUNS[key]
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+class SlowGenerate:
+    """Stands in for ``charlstm.serve.generate``: the real one, ``delay`` seconds a step, counted.
+
+    Tiny models write thousands of characters a second, too fast to stop mid-stream on purpose.
+    """
+
+    def __init__(self, real, delay: float):
+        self.real, self.delay = real, delay
+        self.steps = 0
+
+    def __call__(self, loaded, prompt, config):
+        prompt_text, steps = self.real(loaded, prompt, config)
+
+        def slow():
+            for step in steps:
+                time.sleep(self.delay)
+                self.steps += 1
+                yield step
+
+        return prompt_text, slow()
+
+
+def wait_until(condition, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    """Poll ``condition()`` until it is true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True

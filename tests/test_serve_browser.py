@@ -1,0 +1,138 @@
+"""The web page in a real browser: Debian's headless Chromium driven by Selenium.
+
+Nothing is downloaded: Selenium talks to Debian's ``chromedriver``, which matches its
+``chromium`` (``apt-get install chromium chromium-driver``; .ci/run does it). Where either is
+missing the tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[dev,serve]'")
+pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[dev,serve]'")
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from _serving import SlowGenerate, running_server, tiny_run, wait_until
+from charlstm import serve_worker
+from charlstm.serve import ServeLimits, create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="no Chromium here: apt-get install chromium chromium-driver (Debian) to run the browser tests",
+)
+
+# Headless, and quiet: without the background-networking flags Chromium keeps trying to reach
+# its update and sync services, which a machine without the internet answers slowly or never.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1100,1000",
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    app = create_app({"tiny": tiny_run(tmp_path_factory)}, ServeLimits(max_length=600))
+    with running_server(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(flag)
+    with pytest.MonkeyPatch.context() as patch:
+        # Selenium Manager may look for drivers online; the driver is given, so keep it offline.
+        patch.setenv("SE_OFFLINE", "true")
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def api(url: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def set_value(driver, element_id: str, value) -> None:
+    """Set a field as a person would leave it, firing the events the page listens to."""
+    driver.execute_script(
+        "const el = document.getElementById(arguments[0]); el.value = arguments[1];"
+        "el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change'));",
+        element_id, str(value))
+
+
+def text_of(driver, element_id: str) -> str:
+    # textContent, not .text: WebDriver's visible text folds the whitespace the model wrote.
+    return driver.find_element(By.ID, element_id).get_property("textContent")
+
+
+def open_page(driver, url: str) -> WebDriverWait:
+    driver.get(url + "/")
+    wait = WebDriverWait(driver, 15)
+    wait.until(lambda d: text_of(d, "fact-params") not in ("", "…"))
+    return wait
+
+
+def test_page_shows_the_model_and_streams_the_text_it_generates(browser, server):
+    wait = open_page(browser, server)
+    facts = api(server, "/v1/model")
+    assert text_of(browser, "fact-params") == f"{facts['parameters']:,}"
+    assert text_of(browser, "fact-vocab") == f"{facts['vocab_size']} characters"
+    assert text_of(browser, "fact-bpc").startswith(f"{facts['bits_per_char']['value']:.3f}")
+
+    browser.find_element(By.ID, "prompt").send_keys("the rabbit ")
+    set_value(browser, "seed", 7)
+    set_value(browser, "length", 200)
+    set_value(browser, "temperature", 0.5)
+    assert text_of(browser, "length-value") == "200 characters"
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda d: "characters in" in text_of(d, "status"))
+
+    expected = api(server, "/v1/generate", {"prompt": "the rabbit ", "length": 200, "temperature": 0.5,
+                                            "seed": 7})
+    assert text_of(browser, "output-prompt") == "the rabbit "
+    assert text_of(browser, "output-text") == expected["texts"][0]
+    assert "(seed 7)" in text_of(browser, "status")
+    assert browser.find_element(By.ID, "generate").is_enabled()
+    assert not browser.find_element(By.ID, "stop").is_enabled()
+
+
+def test_stop_ends_the_stream_and_the_server_stops_generating(browser, server, monkeypatch):
+    slow = SlowGenerate(serve_worker.generate, delay=0.02)  # 600 characters would take 12 s
+    monkeypatch.setattr(serve_worker, "generate", slow)
+    wait = open_page(browser, server)
+    set_value(browser, "length", 600)
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda d: len(text_of(d, "output-text")) >= 5)
+    browser.find_element(By.ID, "stop").click()
+    wait.until(lambda d: text_of(d, "status").startswith("Stopped after"))
+    assert wait_until(lambda: api(server, "/healthz")["active_generations"] == 0, timeout=5)
+    assert slow.steps < 300
+    assert browser.find_element(By.ID, "generate").is_enabled()
+
+
+def test_unknown_prompt_characters_are_shown_as_an_error(browser, server):
+    wait = open_page(browser, server)
+    browser.find_element(By.ID, "prompt").send_keys("the ✓")
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    error = text_of(browser, "error")
+    assert error.startswith("prompt:") and "'✓'" in error
+    assert text_of(browser, "output-text") == ""
+
