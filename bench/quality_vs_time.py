@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import tempfile
 import time
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 import _report
-from charlstm import api
+from charlstm import api, cli
+from charlstm.errors import ConfigError
 from charlstm.evaluate import EvalResult, evaluate_stream, evaluate_windows
 from charlstm.seeding import seed_everything
 from charlstm.train import Trainer
@@ -43,11 +43,11 @@ RUNS = {  # label -> (preset, overrides); the first two must read the same text
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from "300", "90s", "5m" or "1.5h"."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*", text.lower())
-    if not match or float(match[1]) <= 0:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 300, 90s or 5m)")
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+    """Seconds from "300", "90s", "5m" or "1h30m", as the CLI's --time-budget reads them."""
+    try:
+        return cli.parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class PausableClock:
