@@ -40,9 +40,12 @@ class ModelConfig:
     cell: str = "lstm"  # lstm | gru | rnn
     input_encoding: str = "embedding"  # scalar is the tutorial's id / vocab_size
     embedding_size: int = 64  # E for embedding input; one-hot uses V, scalar 1
-    hidden_size: int = 256  # H, as torch.nn.LSTM names it
+    # The default preset's size, chosen by measurement (docs/benchmarks.md): on Alice, 2 x 512 with
+    # strong dropout beat 2 x 256 and 2 x 384 within 5 minutes on 2 CPU cores; the smaller ones
+    # overfit. For corpora of many MB, less dropout (0.1-0.2) learns faster.
+    hidden_size: int = 512  # H, as torch.nn.LSTM names it
     num_layers: int = 2  # L
-    dropout: float = 0.2  # between layers and before the head, as Keras Dropout
+    dropout: float = 0.5  # between layers and before the head, as Keras Dropout
     init: str = "pytorch"  # keras: glorot/orthogonal/forget-bias 1, one bias vector
     gate_activation: str = "sigmoid"  # hard_sigmoid: Keras 2.0-2.2's LSTM gates (slower, unfused)
 
