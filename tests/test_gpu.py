@@ -95,10 +95,10 @@ def test_stepper_on_cuda_equals_the_forward_on_cuda(layers, encoding):
     ids = torch.randint(0, V, (4, 12), device="cuda")
     with torch.no_grad():
         expected, (h_ref, c_ref) = model(ids)
-    stepper = LSTMStepper(model, batch_size=4)
     state = tuple(s.clone() for s in model.init_state(4, "cuda"))
+    stepper = LSTMStepper(model, state)
     for t in range(ids.shape[1]):
-        logits = stepper.step(ids[:, t], state)
+        logits = stepper.step(ids[:, t])
         assert logits.is_cuda
         torch.testing.assert_close(logits, expected[:, t], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state[0], h_ref, atol=1e-5, rtol=1e-5)

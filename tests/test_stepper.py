@@ -18,10 +18,10 @@ def test_steps_match_the_forward_pass(encoding, layers):
     ids = torch.randint(0, 13, (3, 7))
     with torch.no_grad():
         expected, (h_ref, c_ref) = model(ids)
-    stepper = LSTMStepper(model, batch_size=3)
     state = tuple(s.clone() for s in model.init_state(3))
+    stepper = LSTMStepper(model, state)
     for t in range(7):
-        logits = stepper.step(ids[:, t], state)
+        logits = stepper.step(ids[:, t])
         torch.testing.assert_close(logits, expected[:, t], atol=1e-5, rtol=0)
     torch.testing.assert_close(state[0], h_ref, atol=1e-5, rtol=0)
     torch.testing.assert_close(state[1], c_ref, atol=1e-5, rtol=0)

@@ -69,28 +69,45 @@ def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
     return logits
 
 
-@torch.no_grad()
-def sample_next(
-    logits: torch.Tensor, config: SampleConfig, generator: torch.Generator,
-    noise: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Pick one id per row from (B, V) logits.
+def draw_noise(generator: torch.Generator, steps: int, rows: int, vocab: int, config: SampleConfig,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """Sampling noise for ``steps`` steps at once, (steps, rows, vocab): ``T * log E``, E ~ Exp(1).
 
-    Sampling is an exponential race: with E_i ~ Exp(1), argmax(log p_i - log E_i) is
-    distributed as p, so no softmax, no normalisation and no ``multinomial`` call are
-    needed: one fill of random numbers, a subtraction and an argmax. ``noise`` is an
-    optional (B, V) float buffer to fill, so a generation loop allocates nothing per step.
+    Drawn for many steps at once it costs one call instead of one per step, and the random
+    stream is the same as drawing step by step (the generators fill tensors in order).
     """
-    if config.greedy:
-        return logits.argmax(dim=-1)
-    scores = filter_logits(logits, config)
-    if noise is None:
-        noise = torch.empty_like(scores)
-    if noise.numel() <= 512:
+    noise = torch.empty(steps, rows, vocab, device=device)
+    if rows * vocab <= 512:
         noise.exponential_(generator=generator).log_()
     else:  # for many rows, -log(U) from vectorised uniforms beats exponential_'s scalar loop
         noise.uniform_(generator=generator).log_().neg_().log_()
-    return torch.sub(scores, noise, out=noise).argmax(dim=-1)  # the caller's logits stay as they were
+    if config.top_k is None and config.top_p is None and config.temperature != 1.0:
+        # argmax(l / T - log E) = argmax(l - T log E): scaling the noise spares dividing the logits.
+        noise.mul_(config.temperature)
+    return noise
+
+
+def sample_with_noise(logits: torch.Tensor, config: SampleConfig, noise: torch.Tensor) -> torch.Tensor:
+    """Pick one id per row of (B, V) logits given this step's noise from ``draw_noise``.
+
+    Sampling is an exponential race: with E_i ~ Exp(1), argmax(log p_i - log E_i) is
+    distributed as p, so no softmax, no normalisation and no ``multinomial`` call are needed.
+    ``noise`` is overwritten; the logits are left as they were.
+    """
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    if config.top_k is not None or config.top_p is not None:
+        logits = filter_logits(logits, config)
+    return torch.sub(logits, noise, out=noise).argmax(dim=-1)
+
+
+@torch.no_grad()
+def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
+    """Pick one id per row from (B, V) logits (one step; generation loops draw noise in blocks)."""
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    noise = draw_noise(generator, 1, logits.shape[0], logits.shape[1], config, logits.device)[0]
+    return sample_with_noise(logits.float(), config, noise)
 
 
 def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Generator, int]:
@@ -102,7 +119,10 @@ def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Genera
     return generator, seed
 
 
-@torch.no_grad()
+NOISE_BLOCK = 256  # steps of sampling noise drawn per call
+
+
+@torch.inference_mode()
 def stream_ids(
     model: CharLSTM, prompt: torch.Tensor, config: SampleConfig, generator: torch.Generator
 ) -> Iterator[torch.Tensor]:
@@ -113,16 +133,24 @@ def stream_ids(
     # Every sample starts from the same prompt state, so copy it rather than re-read the prompt.
     state = tuple(s.expand(-1, B, -1).contiguous() for s in state)
     last = logits[:, -1].expand(B, -1).float()  # (B, V)
-    stepper = LSTMStepper(model, B) if supports_fast_steps(model) else None
-    noise = torch.empty_like(last)
-    for _ in range(config.length):
-        next_ids = sample_next(last, config, generator, noise)  # (B,)
-        yield next_ids
-        if stepper is not None:
-            last = stepper.step(next_ids, state)  # state updated in place
-        else:
-            logits, state = model(next_ids[:, None], state)  # (B, 1, V)
-            last = logits[:, -1]
+    stepper = LSTMStepper(model, state) if supports_fast_steps(model) else None
+    filtered, greedy = config.top_k is not None or config.top_p is not None, config.greedy
+    for start in range(0, config.length, NOISE_BLOCK):
+        steps = min(NOISE_BLOCK, config.length - start)
+        if not greedy:  # one view per step, made once per block
+            noise_rows = draw_noise(generator, steps, B, last.shape[-1], config, device).unbind(0)
+        for t in range(steps):
+            if greedy:
+                next_ids = last.argmax(dim=-1)
+            else:  # sample_with_noise, inlined: at batch 1 every call counts
+                scores = filter_logits(last, config) if filtered else last
+                next_ids = torch.sub(scores, noise_rows[t], out=noise_rows[t]).argmax(dim=-1)  # (B,)
+            yield next_ids
+            if stepper is not None:
+                last = stepper.step(next_ids)  # state updated in place
+            else:
+                logits, state = model(next_ids[:, None], state)  # (B, 1, V)
+                last = logits[:, -1]
 
 
 @torch.no_grad()

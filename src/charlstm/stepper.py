@@ -2,15 +2,17 @@
 
 ``nn.LSTM`` is built for long sequences; called once per character it spends
 most of its time on checks and setup. ``LSTMStepper`` computes the same step
-with a handful of tensor ops on buffers allocated once:
+with a handful of tensor ops on buffers and views made once:
 
 - the first layer's input projection is a table lookup: whatever the input
   encoding (embedding, one-hot, scalar), ``x W_ih^T + b`` has only V possible
   values, precomputed as a (V, 4H) table;
 - each layer is one ``addmm`` for the gates plus the element-wise cell update,
-  written into the state in place;
+  written into the carried state in place;
 - the head is one ``addmm`` into a logits buffer.
 
+At batch 1 a step is bound by reading the recurrent weights (4H x H floats), so
+what is left to cut is per-call overhead: no allocation, no view made per step.
 It serves LSTMs with sigmoid gates; other cells step through the model itself.
 """
 
@@ -22,46 +24,51 @@ from charlstm.model import CharLSTM, State
 
 
 class LSTMStepper:
-    """Single-step inference for a ``CharLSTM`` LSTM; numerically the model's own forward."""
+    """Single-step inference for a ``CharLSTM`` LSTM; numerically the model's own forward.
 
-    def __init__(self, model: CharLSTM, batch_size: int):
+    ``state`` (h, c), each (L, B, H), is advanced in place by every ``step``. The weights are
+    copied out of autograd's sight once, so ``step`` needs no grad-mode switch per call.
+    """
+
+    def __init__(self, model: CharLSTM, state: State):
         config = model.config
         H, L = config.hidden_size, config.num_layers
         rnn = model.rnn
+        h, c = state
+        B = h.shape[1]
         with torch.no_grad():
             vocab_ids = torch.arange(config.vocab_size, device=model.head.weight.device)
             inputs = model.encode_inputs(vocab_ids[None, :])[0]  # (V, E): every possible input
             self.table = (inputs @ rnn.weight_ih_l0.T + rnn.bias_ih_l0 + rnn.bias_hh_l0).contiguous()
-            self.w_ih = [getattr(rnn, f"weight_ih_l{k}").T.contiguous() for k in range(1, L)]  # (H, 4H)
-            self.bias = [(getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}")) for k in range(L)]
+            self.w_ih = [None] + [getattr(rnn, f"weight_ih_l{k}").T.contiguous() for k in range(1, L)]
+            self.bias = [getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(L)]
             self.w_hh = [getattr(rnn, f"weight_hh_l{k}").T.contiguous() for k in range(L)]  # (H, 4H)
             self.head_w, self.head_b = model.head.weight.T.contiguous(), model.head.bias.clone()
-        ref = self.table
-        self.H, self.L = H, L
-        self.gates = ref.new_empty(batch_size, 4 * H)  # (B, 4H)
-        self.logits = ref.new_empty(batch_size, config.vocab_size)  # (B, V)
+            for gate_rows in (self.table, *self.w_ih[1:], *self.bias, *self.w_hh):
+                gate_rows[..., 2 * H : 3 * H] *= 2.0  # see step(): tanh(g) through sigmoid(2 g)
+        self.gates = self.table.new_empty(B, 4 * H)  # (B, 4H), gate order i, f, g, o
+        self.c_tanh = self.table.new_empty(B, H)
+        self.logits = self.table.new_empty(B, config.vocab_size)  # (B, V)
+        g = self.gates
+        self.i, self.f, self.g, self.o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+        self.h, self.c = list(h.unbind(0)), list(c.unbind(0))  # views into the caller's state
 
-    @torch.no_grad()
-    def step(self, ids: torch.Tensor, state: State) -> torch.Tensor:
-        """Advance ``state`` (h, c: (L, B, H), updated in place) by ``ids`` (B,); return logits (B, V)."""
-        h, c = state
-        H, gates = self.H, self.gates
-        x = None
-        for layer in range(self.L):
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """Advance the state by ``ids`` (B,); return the logits (B, V) (a buffer reused next step)."""
+        gates = self.gates
+        for layer in range(len(self.h)):
+            h, c = self.h[layer], self.c[layer]
             if layer == 0:
                 torch.index_select(self.table, 0, ids, out=gates)
-                gates.addmm_(h[0], self.w_hh[0])
             else:
-                torch.addmm(self.bias[layer], x, self.w_ih[layer - 1], out=gates)
-                gates.addmm_(h[layer], self.w_hh[layer])
-            # Gate order i, f, g, o: sigmoid all four in place, then redo g as tanh.
-            g = gates[:, 2 * H : 3 * H].tanh()
+                torch.addmm(self.bias[layer], self.h[layer - 1], self.w_ih[layer], out=gates)
+            gates.addmm_(h, self.w_hh[layer])
+            # tanh(g) = 2 sigmoid(2 g) - 1: the g rows of every weight were doubled once, so one
+            # sigmoid serves all four gates, and c = f c + i tanh(g) = f c + 2 i s - i.
             gates.sigmoid_()
-            i, f, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 3 * H :]
-            c[layer].mul_(f).addcmul_(i, g)
-            torch.mul(o, c[layer].tanh(), out=h[layer])
-            x = h[layer]
-        return torch.addmm(self.head_b, x, self.head_w, out=self.logits)
+            c.mul_(self.f).addcmul_(self.i, self.g, value=2.0).sub_(self.i)
+            torch.mul(self.o, torch.tanh(c, out=self.c_tanh), out=h)
+        return torch.addmm(self.head_b, self.h[-1], self.head_w, out=self.logits)
 
 
 def supports_fast_steps(model: CharLSTM) -> bool:
