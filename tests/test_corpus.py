@@ -297,3 +297,18 @@ def test_unknown_policy_must_be_known():
     vocab = Vocab.from_text("abc")
     with pytest.raises(ConfigError, match="policy"):
         vocab.encode("axc", unknown="ignore")
+
+
+def test_iter_clean_streams_instead_of_reading_whole_files(tmp_path, monkeypatch):
+    from charlstm import cleaning, corpus
+
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 4096)
+    path = tmp_path / "big.txt"
+    path.write_text("a line of text\n" * 200_000, encoding="utf-8")  # 3 MB
+    read: list[int] = []
+    pieces = corpus.iter_clean([path], on_bytes=read.append)
+    next(pieces)
+    # Only the header window (for a Gutenberg START line) and one piece were read, not the file.
+    assert sum(read) <= cleaning.HEADER_WINDOW + 2 * 4096 < path.stat().st_size
+    rest = "".join(pieces)
+    assert sum(read) == path.stat().st_size and rest

@@ -39,7 +39,6 @@ def test_streaming_prepare_equals_cleaning_in_memory(tmp_path, monkeypatch, chun
     expected = write_prepared(text, Vocab.from_text(text), tmp_path / "memory", val_fraction=0.1,
                               test_fraction=0.05)
     monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(corpus.iter_decoded, "__defaults__", ("utf-8", chunk_bytes, None))
     prepared = prepare_corpus([books], tmp_path / "stream", corpus=config, val_fraction=0.1,
                               test_fraction=0.05, progress_bar=False)
     assert prepared.vocab == expected.vocab

@@ -13,6 +13,7 @@ lowercase. Files are decoded and cleaned in pieces, so no file is read whole.
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -88,10 +89,11 @@ def list_sources(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def iter_decoded(
-    path: Path, encoding: str = "utf-8", chunk_bytes: int = CHUNK_BYTES,
+    path: Path, encoding: str = "utf-8", chunk_bytes: int | None = None,
     on_bytes: Callable[[int], object] | None = None,
 ) -> Iterator[str]:
     """Decode a file piece by piece, naming the file and byte offset when it does not decode."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
@@ -100,6 +102,8 @@ def iter_decoded(
     offset = 0
     with open(path, "rb") as f:
         while data := f.read(chunk_bytes):
+            if on_bytes is not None:
+                on_bytes(len(data))
             # UTF-16 and UTF-32 text is full of NUL bytes; in any other encoding they mean binary.
             if offset == 0 and b"\x00" in data[:65536] and not codec.startswith(("utf-16", "utf-32")):
                 raise CorpusError(f"{path}: looks like a binary file (NUL bytes), not text")
@@ -111,8 +115,6 @@ def iter_decoded(
                     "pass --encoding with the file's real encoding"
                 ) from None
             offset += len(data)
-            if on_bytes is not None:
-                on_bytes(len(data))
         try:
             yield decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
@@ -137,7 +139,8 @@ def iter_clean(
     for path in list_sources(paths):
         cleaner = config.cleaner()
         doc_started = False
-        for piece in (*iter_decoded(path, config.encoding, on_bytes=on_bytes), None):
+        # chain, not (*pieces, None): unpacking would read the whole file before the first piece.
+        for piece in itertools.chain(iter_decoded(path, config.encoding, on_bytes=on_bytes), [None]):
             text = cleaner.finish() if piece is None else cleaner.feed(piece)
             if text:
                 if any_text and not doc_started:
