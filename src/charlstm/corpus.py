@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import itertools
-import json
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,11 +121,6 @@ def iter_decoded(
                               f"{offset + exc.start}") from None
 
 
-def read_file(path: Path, encoding: str = "utf-8") -> str:
-    """Decode one whole file (for small texts; large ones go through ``iter_clean``)."""
-    return "".join(iter_decoded(path, encoding))
-
-
 def iter_clean(
     paths: Sequence[str | Path], config: CorpusConfig = CorpusConfig(),
     on_bytes: Callable[[int], object] | None = None,
@@ -212,11 +206,3 @@ class Vocab:
 
     def to_list(self) -> list[str]:
         return list(self.chars)
-
-    def to_json(self) -> str:
-        return json.dumps(self.chars)
-
-
-def summarize(text: str, vocab: Vocab) -> dict[str, int]:
-    """The figures the tutorial prints: characters and vocabulary size."""
-    return {"total_characters": len(text), "total_vocab": len(vocab)}
