@@ -334,8 +334,12 @@ class Trainer:
                         recent = float(self.dist.mean(window_sum)) / window_steps
                         if not math.isfinite(recent):
                             self.check_finite(recent)
-                        rate = window_steps * chars_per_step / (self.clock() - window_start)
-                        bar.set_postfix(epoch=p.epoch + 1, loss=f"{recent:.3f}", chars_s=f"{rate:,.0f}")
+                        step_s = (self.clock() - window_start) / window_steps
+                        if c.time_budget:  # the clock may end the run first: an ETA that says so
+                            left = max(0.0, c.time_budget - (self.clock() - start)) / step_s
+                            bar.total = min([*totals, p.step + round(left)])
+                        bar.set_postfix(epoch=p.epoch + 1, loss=f"{recent:.3f}",
+                                        chars_s=f"{chars_per_step / step_s:,.0f}")
                         bar.update(window_steps)
                         window_sum.zero_()
                         window_steps, window_start = 0, self.clock()
