@@ -357,7 +357,7 @@ def serve(
     max_concurrent: Annotated[int | None, Opt(help="Generations at once; more get 503.")] = None,
     device: Annotated[str, Opt()] = "cpu",
 ) -> None:
-    """Serve models over HTTP: a JSON API, streamed generation and a web page (needs charlstm[serve])."""
+    """Serve models over HTTP: a JSON API, streamed generation and a web page (the serve extra)."""
     import importlib
 
     serving = _run(importlib.import_module, "charlstm.serve")  # the optional extra, imported only here
