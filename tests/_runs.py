@@ -1,16 +1,19 @@
-"""Helpers shared by the generate, evaluate and CLI tests: small texts, tiny models, tiny runs.
+"""Helpers shared by the generate, evaluate, report and CLI tests: small texts, tiny models, tiny runs.
 
 Plain functions, not fixtures, so each test file scopes its own fixtures.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
 import torch
+from typer.testing import CliRunner, Result
 
 from charlstm import api
+from charlstm.cli import app
 from charlstm.model import CharLSTM, ModelConfig
 
 # Tiny settings: every run trains in well under a second on a CPU.
@@ -73,3 +76,19 @@ def train_window_run(run_dir: Path, text: Path, **overrides) -> Path:
     """A tutorial-preset (window) run: no held-out split, Keras-style checkpoint names."""
     api.train([text], out_dir=run_dir, preset="tutorial", **{**TINY_WINDOW, **overrides})
     return run_dir
+
+
+def invoke(*args: object) -> Result:
+    """Run the CLI in-process; an exception escaping it (a traceback for the user) fails the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        # The CLI configures logging onto the runner's stderr, which closes after the call.
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"the CLI let {result.exception!r} escape") from result.exception
+    assert "Traceback" not in result.output
+    return result

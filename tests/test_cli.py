@@ -4,7 +4,6 @@ and every kind of bad input with its one-line message and exit code."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -15,11 +14,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from _runs import write_text
+from _runs import invoke, write_text
 from charlstm.checkpoint import read_meta
-from charlstm.cli import app
 from charlstm.corpus import CorpusConfig, load_text
 from charlstm.evaluate import score_run
 from charlstm.generate import generate_text
@@ -32,22 +30,6 @@ TUTORIAL = ["--preset", "tutorial", "--hidden-size", "8", "--seq-len", "10", "--
             "--epochs", "2", "--no-progress"]
 BEST = re.compile(r"best-01-0000(03|06)-\d+\.\d{4}\.safetensors")
 KERAS_NAME = re.compile(r"weights-improvement-(\d{2})-(\d+\.\d{4})\.safetensors")
-
-
-def invoke(*args: object) -> Result:
-    """Run the CLI in-process; an exception escaping it (a traceback for the user) fails the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        # The CLI configures logging onto the runner's stderr, which closes after the call.
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"the CLI let {result.exception!r} escape") from result.exception
-    assert "Traceback" not in result.output
-    return result
 
 
 def assert_error(result: Result, exit_code: int, *fragments: str) -> str:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import base64
-import logging
 import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from _runs import sample_text
+from _runs import invoke, sample_text
 from charlstm import train
-from charlstm.cli import app
 from charlstm.report import build_report, headline, loss_curves
 from charlstm.runs import read_metrics
 
@@ -51,21 +49,6 @@ def embedded_png(page: str) -> bytes:
     found = EMBEDDED_PNG.findall(page)
     assert len(found) == 1
     return base64.b64decode(found[0], validate=True)
-
-
-def invoke(*args: object) -> Result:
-    """Run the CLI in-process; an exception escaping it (a traceback for the user) fails the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        # The CLI configures logging onto the runner's stderr, which closes after the call.
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"the CLI let {result.exception!r} escape") from result.exception
-    return result
 
 
 def assert_one_error_line(result: Result, exit_code: int, fragment: str) -> None:
