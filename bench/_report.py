@@ -109,3 +109,18 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     _write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
+
+
+def bullets(notes: Sequence[str]) -> str:
+    return "\n".join("- " + n for n in notes)
+
+
+def section_markdown(heading: str, info: dict[str, Any], blocks: Sequence[str]) -> str:
+    """A benchmark's section: its heading, the machine it ran on, then its blocks."""
+    return "\n\n".join([f"## {heading}", machine_line(info), *blocks])
+
+
+def record(name: str, markdown: str, data: dict[str, Any]) -> None:
+    """Write section NAME of docs/benchmarks.md and bench/results/NAME.json, and say so."""
+    docs = write_section(name, markdown)
+    print(f"\nwrote {docs} and {write_json(name, data)}")

@@ -205,12 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_write:
         return
     info = _report.machine_info()
-    markdown = "\n\n".join(["## Corpus size: peak memory of prepare and train (`bench/corpus_scale.py`)",
-                            _report.machine_line(info), "\n".join("- " + n for n in notes), *result])
-    docs = _report.write_section("corpus_scale", markdown)
+    markdown = _report.section_markdown(
+        "Corpus size: peak memory of prepare and train (`bench/corpus_scale.py`)", info,
+        [_report.bullets(notes), *result])
     data = {"machine": info, "settings": {"sizes": sizes, "train_steps": args.train_steps, "seed": args.seed},
             "startup": startup, "runs": rows}
-    print(f"\nwrote {docs} and {_report.write_json('corpus_scale', data)}")
+    _report.record("corpus_scale", markdown, data)
 
 
 if __name__ == "__main__":

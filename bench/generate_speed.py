@@ -198,13 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_write:
         return
     info = _report.machine_info()
-    markdown = "\n\n".join(["## Generation speed (`bench/generate_speed.py`)", _report.machine_line(info),
-                            "\n".join("- " + n for n in notes), *sections])
-    docs = _report.write_section("generate_speed", markdown)
+    markdown = _report.section_markdown("Generation speed (`bench/generate_speed.py`)", info,
+                                        [_report.bullets(notes), *sections])
     settings = {k: getattr(args, k) for k in ("hidden_size", "num_layers", "length", "window_length",
                                               "batches", "rounds", "threads")}
     data = {"machine": info, "settings": settings, **result}
-    print(f"\nwrote {docs} and {_report.write_json('generate_speed', data)}")
+    _report.record("generate_speed", markdown, data)
 
 
 if __name__ == "__main__":

@@ -254,13 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_write:
         return
     info = _report.machine_info()
-    markdown = "\n\n".join(["## Held-out loss over training time: `default` vs `tutorial`",
-                            _report.machine_line(info), "\n".join("- " + n for n in notes), *sections])
-    docs = _report.write_section("quality_vs_time", markdown)
+    markdown = _report.section_markdown("Held-out loss over training time: `default` vs `tutorial`", info,
+                                        [_report.bullets(notes), *sections])
     data = {"machine": info, "settings": {"budget_s": args.budget, "interval_s": args.interval,
                                           "windows": args.windows, "device": args.device},
             "runs": {k: {"preset": RUNS[k][0], "overrides": used[k], **r} for k, r in results.items()}}
-    print(f"\nwrote {docs} and {_report.write_json('quality_vs_time', data)}")
+    _report.record("quality_vs_time", markdown, data)
 
 
 if __name__ == "__main__":

@@ -286,11 +286,9 @@ def main(argv: list[str] | None = None) -> None:
               + ("." if args.duration >= 300 else
                  f"; this run is {args.duration:g} s, on a CPU shared with other work: "
                  "`--duration 5m` checks the whole target."))
-    section = "\n\n".join(["## Serving under load (`bench/serve_load.py`)", _report.machine_line(info),
-                           markdown, target])
-    docs = _report.write_section("serve_load", section)
+    section = _report.section_markdown("Serving under load (`bench/serve_load.py`)", info, [markdown, target])
     data = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **result}
-    print(f"\nwrote {docs} and {_report.write_json('serve_load', data)}")
+    _report.record("serve_load", section, data)
 
 
 if __name__ == "__main__":

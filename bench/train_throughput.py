@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     sections = [summarise(results, matmul, matmul_bf16), *verdicts(results, matmul)]
     print("\n" + "\n\n".join(["\n".join(notes), *sections]))
     info = _report.machine_info()
-    markdown = "\n\n".join([f"## Training throughput (`bench/train_throughput.py`, {args.device}, "
-                            f"{args.precision})", _report.machine_line(info),
-                            "\n".join("- " + n for n in notes), *sections])
+    markdown = _report.section_markdown(
+        f"Training throughput (`bench/train_throughput.py`, {args.device}, {args.precision})", info,
+        [_report.bullets(notes), *sections])
     if args.markdown_out:
         args.markdown_out.write_text(markdown + "\n", encoding="utf-8")
     if args.no_write:
@@ -264,8 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     data = {"machine": info, "settings": settings, "matmul_gflops": matmul, "matmul_bf16_gflops": matmul_bf16,
             "shapes": results}
-    docs = _report.write_section(name, markdown)
-    print(f"\nwrote {docs} and {_report.write_json(name, data)}")
+    _report.record(name, markdown, data)
 
 
 if __name__ == "__main__":

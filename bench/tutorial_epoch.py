@@ -116,12 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + text + "\n\n" + "\n".join(notes))
     if args.no_write:
         return
-    markdown = "\n\n".join(["## Seconds per epoch of the tutorial presets", _report.machine_line(info),
-                            text, "\n".join("- " + n for n in notes)])
-    docs = _report.write_section("tutorial_epoch", markdown)
+    markdown = _report.section_markdown("Seconds per epoch of the tutorial presets", info,
+                                        [text, _report.bullets(notes)])
     data = {"machine": info, "settings": {"batches": args.batches, "warmup": WARMUP, "device": args.device},
             "results": results}
-    print(f"\nwrote {docs} and {_report.write_json('tutorial_epoch', data)}")
+    _report.record("tutorial_epoch", markdown, data)
 
 
 if __name__ == "__main__":

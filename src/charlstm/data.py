@@ -94,7 +94,6 @@ class SplitWriter:
         self.out_dir, self.sizes, self.dtype = out_dir, sizes, dtype
         self.order = [name for name in SPLITS if sizes[name]]
         self.current, self.written, self.file = -1, 0, None
-        self.hasher = hashlib.sha256()
         out_dir.mkdir(parents=True, exist_ok=True)
         self._next_file()
 

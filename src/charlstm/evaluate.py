@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlstm.data import to_tensor
+from charlstm.corpus import CorpusConfig, load_text
+from charlstm.data import open_prepared, to_tensor
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.model import NATS_TO_BITS, CharLSTM, char_loss, detach_state
+from charlstm.runs import data_dir, load_model
+from charlstm.seeding import resolve_device
 
 EVAL_ROWS = 16  # parallel rows for stream scoring; each starts from a zero state
 EVAL_CHUNK = 256  # characters per forward call; state carries between chunks
@@ -119,11 +122,6 @@ def score_run(
     replacement: str | None = None, device: str = "cpu",
 ) -> EvalResult:
     """Score a run's best checkpoint on its held-out ``split`` or on the given text files."""
-    from charlstm.corpus import CorpusConfig, load_text
-    from charlstm.data import open_prepared
-    from charlstm.runs import data_dir, load_model
-    from charlstm.seeding import resolve_device
-
     loaded = load_model(Path(run), resolve_device(device))
     if texts:
         text = load_text(texts, CorpusConfig(**loaded.meta["corpus_config"]))

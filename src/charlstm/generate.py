@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from charlstm.corpus import CorpusConfig, clean_prompt
+from charlstm.data import open_prepared
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.model import CharLSTM
 from charlstm.runs import LoadedModel, data_dir
@@ -218,8 +219,6 @@ def random_training_window(loaded: LoadedModel, rng: np.random.Generator) -> str
             f"{loaded.path}: no prompt given and no training text beside the checkpoint "
             "to draw a seed window from; pass --prompt"
         )
-    from charlstm.data import open_prepared
-
     ids = open_prepared(data_dir(run_dir)).split("train")
     start = int(rng.integers(0, max(1, len(ids) - loaded.seq_len)))
     return loaded.vocab.decode(ids[start : start + loaded.seq_len])

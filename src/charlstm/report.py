@@ -22,10 +22,13 @@ from typing import Any
 
 from charlstm.checkpoint import read_meta
 from charlstm.corpus import Vocab
+from charlstm.data import open_prepared
 from charlstm.errors import CheckpointError, ConfigError
+from charlstm.generate import SampleConfig, generate
 from charlstm.model import NATS_TO_BITS
 from charlstm.novelty import NoveltyIndex
 from charlstm.runs import CONFIG_FILE, LAST, LoadedModel, data_dir, load_model, read_metrics
+from charlstm.seeding import resolve_device
 
 TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 REPORT_FILE = "report.html"
@@ -112,8 +115,6 @@ def headline(metrics: list[dict[str, Any]], has_val: bool) -> dict[str, Any] | N
 
 def training_text(run_dir: Path, vocab: Vocab) -> str:
     """The run's training split as text."""
-    from charlstm.data import open_prepared
-
     return vocab.decode(open_prepared(data_dir(run_dir)).split("train"))
 
 
@@ -121,8 +122,6 @@ def draw_samples(
     loaded: LoadedModel, prompt: str | None, *, length: int, seed: int, index: NoveltyIndex
 ) -> list[Sample]:
     """One sample per temperature, all from the same seed so they differ only by temperature."""
-    from charlstm.generate import SampleConfig, generate
-
     samples = []
     for temperature in TEMPERATURES:
         used_prompt, steps = generate(loaded, prompt, SampleConfig(length=length, temperature=temperature,
@@ -137,8 +136,6 @@ def build_report(
     seed: int = 1, device: str = "cpu",
 ) -> Path:
     """Write the HTML report (default RUN/report.html) and its PNG plot; return the HTML's path."""
-    from charlstm.seeding import resolve_device
-
     _require_matplotlib()
     if length < 1:
         raise ConfigError("length must be at least 1")
