@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import _report
-from charlstm.corpus import default_corpus_path, load_text
+from charlstm.data.sources import default_corpus_path, load_text
 
 GNU_TIME = "/usr/bin/time"
 TRAIN_RSS_TARGET = 2e9  # bytes: the "train peak RSS under 2 GB at 1 GB of text"

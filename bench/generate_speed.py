@@ -31,8 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import _report
-from charlstm.generate import SampleConfig, make_generator, stream_ids, window_ids
-from charlstm.model import CharLSTM, ModelConfig
+from charlstm.config.model import ModelConfig
+from charlstm.config.sample import SampleConfig
+from charlstm.generation.generators import stream_ids, window_ids
+from charlstm.generation.sampling import make_generator
+from charlstm.model.network import CharLSTM
 
 WINDOW = 100  # the tutorial's seq_len
 TEMPERATURE = 0.8

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 import _report
-from charlstm import api, cli
+from charlstm.analysis.evaluate import EvalResult, evaluate_stream, evaluate_windows
+from charlstm.cli import app as cli_module
 from charlstm.errors import ConfigError
-from charlstm.evaluate import EvalResult, evaluate_stream, evaluate_windows
-from charlstm.seeding import seed_everything
-from charlstm.train import Trainer
+from charlstm.model.runtime import seed_everything
+from charlstm.training import session as api
+from charlstm.training.trainer import Trainer
 
 TARGET_LOSS = 1.40  # the issue's target for `default`, lowercase: held-out nats/char after 5 minutes
 TARGET_BUDGET = 300.0
@@ -45,7 +46,7 @@ RUNS = {  # label -> (preset, overrides); the first two must read the same text
 def parse_duration(text: str) -> float:
     """Seconds from "300", "90s", "5m" or "1h30m", as the CLI's --time-budget reads them."""
     try:
-        return cli.parse_duration(text)
+        return cli_module.parse_duration(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

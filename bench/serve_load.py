@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import _report
-from charlstm import api
+from charlstm.training import session as api
 
 PROMPT = "Alice was beginning to get very tired of sitting by her sister on the bank, "
 

@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import _report
-from charlstm import api
-from charlstm.corpus import default_corpus_path
-from charlstm.prepare import prepare_corpus
+from charlstm.data.prepare import prepare_corpus
+from charlstm.data.sources import default_corpus_path
 from charlstm.presets import PRESETS
-from charlstm.train import Trainer
+from charlstm.training import session as api
+from charlstm.training.trainer import Trainer
 
 TARGET_VS_BARE = 0.95  # charlstm's chars/s over the bare loop's
 TARGET_VS_MATMUL = 0.50  # 2x512's GFLOP/s over the matmul's

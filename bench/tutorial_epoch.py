@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import _report
-from charlstm import api
+from charlstm.training import session as api
 
 # The tutorial's figures on an Nvidia K520 GPU: seconds per epoch, how it words them, epochs run.
 TUTORIAL_FIGURES: dict[str, tuple[float, str, int]] = {

@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner, Result
 
-from charlstm import api
-from charlstm.cli import app
-from charlstm.model import CharLSTM, ModelConfig
+from charlstm.cli.app import app
+from charlstm.config.model import ModelConfig
+from charlstm.model.network import CharLSTM
+from charlstm.training import session as api
 
 # Tiny settings: every run trains in well under a second on a CPU.
 TINY_MODEL = {"hidden_size": 16, "num_layers": 1, "embedding_size": 8, "dropout": 0.0}

@@ -1,4 +1,4 @@
-"""checkpoint.py and runs.load_model: round trips, atomic writes, clear errors."""
+"""checkpoint.py and loading.load_model: round trips, atomic writes, clear errors."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from charlstm import checkpoint, runs
-from charlstm.checkpoint import FORMAT_VERSION, load_checkpoint, read_meta, save_checkpoint
+from charlstm.config.model import ModelConfig
 from charlstm.errors import CheckpointError
-from charlstm.model import CharLSTM, ModelConfig, char_loss
+from charlstm.model.loss import char_loss
+from charlstm.model.network import CharLSTM
+from charlstm.runs import checkpoint, loading
+from charlstm.runs import folder as runs
+from charlstm.runs.checkpoint import FORMAT_VERSION, load_checkpoint, read_meta, save_checkpoint
 
 VOCAB = list("\n !abcdehilnorst")
 CONFIG = ModelConfig(vocab_size=len(VOCAB), embedding_size=4, hidden_size=8, num_layers=2, dropout=0.0)
@@ -167,7 +170,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_corrupted_file_gives_a_clear_error(tmp_path, corrupt):
     path = _saved(tmp_path)
     path.write_bytes(corrupt(path.read_bytes()))
-    for load in (load_checkpoint, read_meta, runs.load_model):
+    for load in (load_checkpoint, read_meta, loading.load_model):
         with pytest.raises(CheckpointError, match="corrupted or not a checkpoint") as info:
             load(path)
         assert str(path) in str(info.value)
@@ -217,12 +220,12 @@ def test_missing_path(tmp_path):
             load(missing)
         assert str(missing) in str(info.value)
     with pytest.raises(CheckpointError, match="no such"):
-        runs.load_model(missing)
+        loading.load_model(missing)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path)  # a folder is not a checkpoint file
 
 
-# --- runs.load_model -----------------------------------------------------------------------------
+# --- loading.load_model -----------------------------------------------------------------------------
 
 
 def _run_folder(tmp_path: Path) -> tuple[Path, dict[str, CharLSTM]]:
@@ -244,7 +247,7 @@ def _same_outputs(a: CharLSTM, b: CharLSTM) -> bool:
 
 def test_load_model_from_a_run_folder_takes_the_best(tmp_path):
     run_dir, models = _run_folder(tmp_path)
-    loaded = runs.load_model(run_dir)
+    loaded = loading.load_model(run_dir)
     assert loaded.path == run_dir / "best.safetensors"
     assert loaded.run_dir == run_dir
     assert not loaded.model.training
@@ -256,13 +259,13 @@ def test_load_model_from_a_run_folder_takes_the_best(tmp_path):
 
 def test_load_model_last_and_a_given_file(tmp_path):
     run_dir, models = _run_folder(tmp_path)
-    assert _same_outputs(runs.load_model(run_dir, which="last").model, models["last"])
-    assert _same_outputs(runs.load_model(run_dir / "good.safetensors").model, models["good"])
+    assert _same_outputs(loading.load_model(run_dir, which="last").model, models["last"])
+    assert _same_outputs(loading.load_model(run_dir / "good.safetensors").model, models["good"])
 
 
 def test_load_model_falls_back_to_last_without_best(tmp_path):
     save_checkpoint(tmp_path / runs.LAST, model=_model(), meta=_meta())
-    loaded = runs.load_model(tmp_path)
+    loaded = loading.load_model(tmp_path)
     assert loaded.path == tmp_path / runs.LAST
     assert loaded.run_dir is None  # no config.json: not a run folder
 
@@ -272,18 +275,18 @@ def test_load_model_keeps_keras_frozen_bias(tmp_path):
                          init="keras")
     model = _model(config=config)
     path = save_checkpoint(tmp_path / "k.safetensors", model=model, meta=_meta(config))
-    loaded = runs.load_model(path).model
+    loaded = loading.load_model(path).model
     assert loaded.num_parameters() == model.num_parameters()
     assert _same_outputs(loaded, model)
 
 
 def test_load_model_from_an_empty_folder(tmp_path):
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
-        runs.load_model(tmp_path)
+        loading.load_model(tmp_path)
 
 
 def test_load_model_with_weights_that_do_not_fit_the_config(tmp_path):
     bigger = ModelConfig(**{**asdict(CONFIG), "hidden_size": 12})
     path = save_checkpoint(tmp_path / "ck.safetensors", model=_model(config=bigger), meta=_meta(CONFIG))
     with pytest.raises(CheckpointError, match="do not fit"):
-        runs.load_model(path)
+        loading.load_model(path)

@@ -17,11 +17,13 @@ import pytest
 from typer.testing import Result
 
 from _runs import invoke, write_text
-from charlstm.checkpoint import read_meta
-from charlstm.corpus import CorpusConfig, load_text
-from charlstm.evaluate import score_run
-from charlstm.generate import generate_text
-from charlstm.runs import LAST, load_model, read_metrics
+from charlstm.analysis.evaluate import score_run
+from charlstm.config.corpus import CorpusConfig
+from charlstm.data.sources import load_text
+from charlstm.generation.generators import generate_text
+from charlstm.runs.checkpoint import read_meta
+from charlstm.runs.folder import LAST, read_metrics
+from charlstm.runs.loading import load_model
 
 TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
         "--batch-size", "4", "--no-progress"]

@@ -1,4 +1,4 @@
-"""corpus.py: reading, cleaning (Gutenberg, BOM, newlines, NFC, case), errors, and Vocab."""
+"""data/sources.py and data/cleaning.py: reading, cleaning (Gutenberg, BOM, newlines, NFC, case), errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlstm import corpus
-from charlstm.corpus import CorpusConfig, Vocab, clean_text, load_text, strip_gutenberg
+from charlstm.config.corpus import CorpusConfig
+from charlstm.data import sources as corpus
+from charlstm.data.cleaning import clean_document
+from charlstm.data.sources import load_text
+from charlstm.data.vocab import Vocab
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
+
+RAW = CorpusConfig(normalize=False)  # Gutenberg stripping alone
 
 BODY = "CHAPTER I.\n\nIt was a dark night, and Alice said \"oh!\"\n\nThe end of the chapter.\n"
 PREAMBLE = (
@@ -64,16 +69,16 @@ def test_crlf_gutenberg_file_is_stripped(tmp_path):
 
 
 def test_the_older_end_line_cuts_before_the_star_end_line():
-    text = strip_gutenberg(HEADERS["this"] + BODY + FOOTERS["older"])
+    text = clean_document(HEADERS["this"] + BODY + FOOTERS["older"], RAW)
     assert "End of Project Gutenberg" not in text
     assert "*** END" not in text
 
 
 def test_text_without_markers_is_unchanged(tiny_text):
-    assert strip_gutenberg(tiny_text) == tiny_text
+    assert clean_document(tiny_text, RAW) == tiny_text
     # A mention inside a line is not a marker: markers must start their line.
     mention = "They spoke of the End of Project Gutenberg's era *** END OF THIS PROJECT GUTENBERG EBOOK.\n"
-    assert strip_gutenberg(mention) == mention
+    assert clean_document(mention, RAW) == mention
 
 
 def test_strip_option_off_keeps_header_and_footer(tmp_path):
@@ -94,24 +99,24 @@ def test_bom_dropped_and_crlf_and_cr_become_lf(tmp_path):
 
 
 def test_bom_only_dropped_at_the_start():
-    assert clean_text("\ufeffa\ufeffb") == "a\ufeffb"
+    assert clean_document("\ufeffa\ufeffb") == "a\ufeffb"
 
 
 def test_unicode_is_nfc_normalised():
     decomposed = "cafe\u0301 and Cafe\u0301"
-    cleaned = clean_text(decomposed)
+    cleaned = clean_document(decomposed)
     assert cleaned == "caf\u00e9 and Caf\u00e9"
     assert "\u0301" not in Vocab.from_text(cleaned).chars
 
 
 def test_blank_lines_around_the_body_are_trimmed():
-    assert clean_text("\n\n\nbody\n\nmore\n\n\n") == "body\n\nmore"
+    assert clean_document("\n\n\nbody\n\nmore\n\n\n") == "body\n\nmore"
 
 
 def test_lowercase_option():
     text = "Hello \u00c9COLE, Alice!"
-    assert clean_text(text) == text
-    assert clean_text(text, CorpusConfig(lowercase=True)) == "hello \u00e9cole, alice!"
+    assert clean_document(text) == text
+    assert clean_document(text, CorpusConfig(lowercase=True)) == "hello \u00e9cole, alice!"
 
 
 # --- reading files and directories -------------------------------------------------------------
@@ -299,7 +304,8 @@ def test_unknown_policy_must_be_known():
 
 
 def test_iter_clean_streams_instead_of_reading_whole_files(tmp_path, monkeypatch):
-    from charlstm import cleaning, corpus
+    from charlstm.data import cleaning
+    from charlstm.data import sources as corpus
 
     monkeypatch.setattr(corpus, "CHUNK_BYTES", 4096)
     path = tmp_path / "big.txt"

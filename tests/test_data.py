@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from charlstm import data
-from charlstm.corpus import Vocab
-from charlstm.data import StreamBatches, WindowBatches, id_dtype, open_prepared, split_sizes, write_prepared
+from charlstm.data import prepared as data
+from charlstm.data.batches import StreamBatches, WindowBatches
+from charlstm.data.prepared import id_dtype, open_prepared, split_sizes, write_prepared
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CorpusError
 
 # --- splits ---------------------------------------------------------------------------------------

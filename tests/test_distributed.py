@@ -12,10 +12,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from charlstm import api, runs
-from charlstm.checkpoint import load_checkpoint
-from charlstm.data import StreamBatches, open_prepared
+from charlstm.data.batches import StreamBatches
+from charlstm.data.prepared import open_prepared
 from charlstm.errors import CheckpointError
+from charlstm.runs import folder as runs
+from charlstm.runs.checkpoint import load_checkpoint
+from charlstm.training import session as api
 
 SETTINGS = {"hidden_size": 16, "num_layers": 1, "embedding_size": 8, "seq_len": 16, "batch_size": 4,
             "max_steps": 30, "eval_every": 10, "log_every": 5, "lr": 1e-2, "device": "cpu"}

@@ -11,11 +11,20 @@ import pytest
 import torch
 
 from _runs import sample_text, tiny_model, train_stream_run, train_window_run, write_text
-from charlstm.corpus import CorpusConfig, load_text
-from charlstm.data import open_prepared
+from charlstm.analysis.evaluate import (
+    EVAL_ROWS,
+    EvalResult,
+    evaluate,
+    evaluate_stream,
+    evaluate_windows,
+    score_run,
+)
+from charlstm.config.corpus import CorpusConfig
+from charlstm.data.prepared import open_prepared
+from charlstm.data.sources import load_text
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
-from charlstm.evaluate import EVAL_ROWS, EvalResult, evaluate, evaluate_stream, evaluate_windows, score_run
-from charlstm.runs import DATA_DIR, load_model
+from charlstm.runs.folder import DATA_DIR
+from charlstm.runs.loading import load_model
 
 V = 13
 CPU = torch.device("cpu")

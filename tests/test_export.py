@@ -12,10 +12,10 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from charlstm import train
-from charlstm.cli import app
+from charlstm.cli.app import app
 from charlstm.errors import ConfigError
-from charlstm.export import export
-from charlstm.runs import load_model
+from charlstm.interop.export import export
+from charlstm.runs.loading import load_model
 
 TINY = {"max_steps": 3, "eval_every": 3, "hidden_size": 16, "num_layers": 2, "embedding_size": 8,
         "seq_len": 16, "batch_size": 4}

@@ -9,17 +9,11 @@ import pytest
 import torch
 
 from _runs import tiny_model, train_stream_run, train_window_run, write_text
+from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generate import (
-    SampleConfig,
-    generate,
-    generate_text,
-    make_generator,
-    sample_next,
-    stream_ids,
-    window_ids,
-)
-from charlstm.runs import load_model
+from charlstm.generation.generators import generate, generate_text, stream_ids, window_ids
+from charlstm.generation.sampling import make_generator, sample_next
+from charlstm.runs.loading import load_model
 
 V = 11
 
@@ -345,7 +339,7 @@ def test_the_prompt_is_cleaned_like_the_training_text(lowercase_run):
 
 
 def test_interactive_continues_what_the_user_types(stream_run):
-    from charlstm.generate import interactive
+    from charlstm.generation.interactive import interactive
 
     loaded = load_model(stream_run)
     lines = iter(["the ", "", "/reset", "a", "/quit", "never read"])

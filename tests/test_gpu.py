@@ -13,10 +13,13 @@ import pytest
 import torch
 
 from _runs import TINY_STREAM, tiny_model, write_text
-from charlstm import api
-from charlstm.generate import SampleConfig, make_generator, stream_ids, window_ids
-from charlstm.model import CharLSTM, ModelConfig
-from charlstm.stepper import LSTMStepper
+from charlstm.config.model import ModelConfig
+from charlstm.config.sample import SampleConfig
+from charlstm.generation.generators import stream_ids, window_ids
+from charlstm.generation.sampling import make_generator
+from charlstm.model.network import CharLSTM
+from charlstm.model.stepper import LSTMStepper
+from charlstm.training import session as api
 
 pytestmark = [
     pytest.mark.gpu,

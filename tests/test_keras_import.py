@@ -10,11 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charlstm.cli import app
+from charlstm.cli.app import app
+from charlstm.config.sample import SampleConfig
 from charlstm.errors import CheckpointError, CorpusError
-from charlstm.generate import SampleConfig, make_generator, window_ids
-from charlstm.keras_import import import_keras
-from charlstm.runs import load_model
+from charlstm.generation.generators import window_ids
+from charlstm.generation.sampling import make_generator
+from charlstm.interop.keras_import import import_keras
+from charlstm.runs.loading import load_model
 
 h5py = pytest.importorskip("h5py")
 

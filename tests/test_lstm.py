@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from charlstm.lstm import ActivationLSTM, hard_sigmoid
-from charlstm.model import CharLSTM, ModelConfig
+from charlstm.config.model import ModelConfig
+from charlstm.model.lstm import ActivationLSTM, hard_sigmoid
+from charlstm.model.network import CharLSTM
 
 
 def test_hard_sigmoid_is_kerass_clip():

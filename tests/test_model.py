@@ -9,8 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from charlstm.config.choices import InputEncoding
+from charlstm.config.model import ModelConfig
 from charlstm.errors import ConfigError
-from charlstm.model import CELLS, INPUT_ENCODINGS, CharLSTM, ModelConfig, char_loss, detach_state
+from charlstm.model.loss import char_loss
+from charlstm.model.network import CELLS, CharLSTM, detach_state
 from charlstm.presets import PRESETS
 
 V = 11
@@ -35,7 +38,7 @@ def keras_lstm_params(input_size: int, units: int) -> int:
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-@pytest.mark.parametrize("encoding", INPUT_ENCODINGS)
+@pytest.mark.parametrize("encoding", list(InputEncoding))
 def test_forward_shapes(cell, encoding):
     model = _model(cell=cell, input_encoding=encoding)
     logits, state = model(_ids(3, 5))
@@ -47,7 +50,7 @@ def test_forward_shapes(cell, encoding):
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-@pytest.mark.parametrize("encoding", INPUT_ENCODINGS)
+@pytest.mark.parametrize("encoding", list(InputEncoding))
 def test_state_carried_across_two_calls_equals_one_long_call(cell, encoding):
     model = _model(cell=cell, input_encoding=encoding).eval()
     ids = _ids(2, 12)

@@ -7,8 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from charlstm.errors import ConfigError
-from charlstm.novelty import (
+from charlstm.analysis.novelty import (
     NoveltyIndex,
     longest_copied_span,
     ngram_overlap,
@@ -16,6 +15,7 @@ from charlstm.novelty import (
     word_overlap,
     words,
 )
+from charlstm.errors import ConfigError
 
 TEXT = "the quick brown fox jumps over the lazy dog while alice reads her book by the river"
 

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlstm import corpus
-from charlstm.cli import app
-from charlstm.corpus import CorpusConfig, Vocab, load_text
-from charlstm.data import open_prepared, write_prepared
+from charlstm.cli.app import app
+from charlstm.config.corpus import CorpusConfig
+from charlstm.data import sources as corpus
+from charlstm.data.prepare import prepare_corpus
+from charlstm.data.prepared import open_prepared, write_prepared
+from charlstm.data.sources import load_text
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, CorpusError
-from charlstm.prepare import prepare_corpus
 
 START = "*** START OF THE PROJECT GUTENBERG EBOOK TEST ***"
 END = "*** END OF THE PROJECT GUTENBERG EBOOK TEST ***"

@@ -17,11 +17,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from _serving import SlowGenerate, running_server, tiny_run, wait_until
-from charlstm import cli, serve, serve_worker
+from charlstm.cli import app as cli_module
 from charlstm.errors import ConfigError
-from charlstm.generate import generate_text
-from charlstm.runs import load_model
-from charlstm.serve import ServeLimits, create_app, model_paths
+from charlstm.generation.generators import generate_text
+from charlstm.runs.loading import load_model
+from charlstm.serve import app as serve
+from charlstm.serve import worker as serve_worker
+from charlstm.serve.app import ServeLimits, create_app, model_paths
 
 LIMITS = ServeLimits(max_prompt_chars=40, max_length=300, max_num_samples=3, max_concurrent=2)
 
@@ -300,7 +302,7 @@ def test_limits_and_models_are_checked(run_dir):
 def test_cli_serve_passes_models_limits_and_a_loopback_default(monkeypatch, run_dir):
     calls = []
     monkeypatch.setattr(serve, "run_server", lambda models, limits, **kw: calls.append((models, limits, kw)))
-    result = CliRunner().invoke(cli.app, ["serve", str(run_dir), "--model", f"two={run_dir}",
+    result = CliRunner().invoke(cli_module.app, ["serve", str(run_dir), "--model", f"two={run_dir}",
                                           "--max-length", "50", "--max-concurrent", "3"])
     assert result.exit_code == 0, result.output
     models, limits, options = calls[0]
@@ -316,6 +318,6 @@ def test_cli_serve_passes_models_limits_and_a_loopback_default(monkeypatch, run_
     (["serve", "no/such/run"], 4),
 ])
 def test_cli_serve_errors_are_one_line_and_an_exit_code(args, code):
-    result = CliRunner().invoke(cli.app, args)
+    result = CliRunner().invoke(cli_module.app, args)
     assert result.exit_code == code
     assert result.output.count("charlstm: error:") == 1 and "Traceback" not in result.output

@@ -22,8 +22,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from _serving import SlowGenerate, running_server, tiny_run, wait_until
-from charlstm import serve_worker
-from charlstm.serve import ServeLimits, create_app
+from charlstm.serve import worker as serve_worker
+from charlstm.serve.app import ServeLimits, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charlstm.model import CharLSTM, ModelConfig
-from charlstm.stepper import LSTMStepper, supports_fast_steps
+from charlstm.config.model import ModelConfig
+from charlstm.model.network import CharLSTM
+from charlstm.model.stepper import LSTMStepper, supports_fast_steps
 
 
 @pytest.mark.parametrize("encoding", ["embedding", "one-hot", "scalar"])

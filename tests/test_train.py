@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from charlstm import api, runs
-from charlstm.checkpoint import load_checkpoint, read_meta
+from charlstm.config.train import TrainConfig
 from charlstm.errors import CheckpointError, ConfigError, CorpusError, TrainingDivergedError
-from charlstm.train import TrainConfig, lr_factor
+from charlstm.runs import folder as runs
+from charlstm.runs.checkpoint import load_checkpoint, read_meta
+from charlstm.training import session as api
+from charlstm.training.schedule import lr_factor
 
 TINY = {"hidden_size": 16, "num_layers": 2, "embedding_size": 8, "dropout": 0.1}
 STREAM = {**TINY, "seq_len": 16, "batch_size": 4, "eval_every": 3, "log_every": 2, "epochs": None}

@@ -1,13 +1,14 @@
 """charlstm: character-level LSTM language models, from the Keras tutorial onwards."""
 
-from charlstm.api import resume_run, start_run, train
-from charlstm.corpus import CorpusConfig, Vocab, load_text
+from charlstm.config import CorpusConfig, ModelConfig, SampleConfig, TrainConfig
+from charlstm.data.sources import load_text
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError
-from charlstm.generate import SampleConfig, generate_text
-from charlstm.model import CharLSTM, ModelConfig
+from charlstm.generation.generators import generate_text
+from charlstm.model.network import CharLSTM
 from charlstm.presets import PRESETS
-from charlstm.runs import load_model
-from charlstm.train import TrainConfig
+from charlstm.runs.loading import load_model
+from charlstm.training.session import resume_run, start_run, train
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from charlstm.cli import main
+from charlstm.cli.app import main
 
 main()

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from charlstm.corpus import CorpusConfig
+from charlstm.config.corpus import CorpusConfig
+from charlstm.config.model import ModelConfig
+from charlstm.config.train import TrainConfig
 from charlstm.errors import ConfigError
-from charlstm.model import ModelConfig
-from charlstm.train import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The CLI is a thin layer over these functions; a notebook calls them directly::
 
-    from charlstm import train, load_model, generate_text
+    from charlstm import load_model, generate_text
+    from charlstm.training import trainer as train
     result = train(out_dir="runs/alice", preset="default", time_budget=300)
 """
 
@@ -15,14 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from charlstm import distributed, presets, runs
-from charlstm.checkpoint import read_meta
-from charlstm.corpus import CorpusConfig, default_corpus_path
-from charlstm.data import META_FILE, PreparedData, open_prepared
+from charlstm import presets
+from charlstm.config.corpus import CorpusConfig
+from charlstm.config.model import ModelConfig
+from charlstm.config.train import RESUMABLE_FIELDS, TrainConfig
+from charlstm.data.prepare import prepare_corpus
+from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
+from charlstm.data.sources import default_corpus_path
 from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
-from charlstm.model import ModelConfig
-from charlstm.prepare import prepare_corpus
-from charlstm.train import RESUMABLE_FIELDS, TrainConfig, Trainer, TrainResult, config_record
+from charlstm.runs import folder as runs
+from charlstm.runs.checkpoint import read_meta
+from charlstm.runs.folder import config_record
+from charlstm.training import distributed
+from charlstm.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 

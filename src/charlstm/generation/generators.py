@@ -9,117 +9,21 @@ characters are re-read from a zero state for every new character.
 from __future__ import annotations
 
 import contextlib
-import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from charlstm.corpus import CorpusConfig, clean_prompt
-from charlstm.data import open_prepared
-from charlstm.errors import ConfigError, CorpusError
-from charlstm.model import CharLSTM
-from charlstm.runs import LoadedModel, data_dir
-from charlstm.stepper import LSTMStepper, supports_fast_steps
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    """How the next character is chosen."""
-
-    length: int = 500  # characters to generate after the prompt
-    temperature: float = 1.0  # <1 sharper, >1 flatter
-    top_k: int | None = None  # keep the k most likely characters
-    top_p: float | None = None  # keep the smallest set whose probability reaches p
-    greedy: bool = False  # always the most likely character (the tutorial's argmax)
-    num_samples: int = 1  # samples generated together in one batch
-    seed: int | None = None  # None: a fresh random seed, reported so it can be reused
-    unknown: str = "error"  # prompt characters outside the vocabulary: error | drop | replace
-    replacement: str | None = None  # the character "replace" maps them to
-
-    def __post_init__(self) -> None:
-        if self.length < 0 or self.num_samples < 1:
-            raise ConfigError("length must be >= 0 and num_samples >= 1")
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be positive (use --greedy for argmax)")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError("top_k must be at least 1")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ConfigError("top_p must be in (0, 1]")
-        if self.unknown not in ("error", "drop", "replace"):
-            raise ConfigError(f"unknown must be error, drop or replace, not {self.unknown!r}")
-
-
-def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """Scale by temperature and mask what top-k / top-p exclude (to -inf); (B, V) -> (B, V).
-
-    May return ``logits`` itself (temperature 1, no filter): do not write into the result.
-    """
-    logits = logits.float()
-    if config.temperature != 1.0:
-        logits = logits / config.temperature
-    if config.top_k is not None and config.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if config.top_p is not None and config.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # Drop a character once the ones before it already reach top_p; the first always stays.
-        drop_sorted = (probs.cumsum(dim=-1) - probs) >= config.top_p
-        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
-    return logits
-
-
-def draw_noise(generator: torch.Generator, steps: int, rows: int, vocab: int, config: SampleConfig,
-               device: torch.device | str = "cpu") -> torch.Tensor:
-    """Sampling noise for ``steps`` steps at once, (steps, rows, vocab): ``T * log E``, E ~ Exp(1).
-
-    Drawn for many steps at once it costs one call instead of one per step, and the random
-    stream is the same as drawing step by step (the generators fill tensors in order).
-    """
-    noise = torch.empty(steps, rows, vocab, device=device)
-    if rows * vocab <= 512:
-        noise.exponential_(generator=generator).log_()
-    else:  # for many rows, -log(U) from vectorised uniforms beats exponential_'s scalar loop
-        noise.uniform_(generator=generator).log_().neg_().log_()
-    if config.top_k is None and config.top_p is None and config.temperature != 1.0:
-        # argmax(l / T - log E) = argmax(l - T log E): scaling the noise spares dividing the logits.
-        noise.mul_(config.temperature)
-    return noise
-
-
-def sample_with_noise(logits: torch.Tensor, config: SampleConfig, noise: torch.Tensor) -> torch.Tensor:
-    """Pick one id per row of (B, V) logits given this step's noise from ``draw_noise``.
-
-    Sampling is an exponential race: with E_i ~ Exp(1), argmax(log p_i - log E_i) is
-    distributed as p, so no softmax, no normalisation and no ``multinomial`` call are needed.
-    ``noise`` is overwritten; the logits are left as they were.
-    """
-    if config.greedy:
-        return logits.argmax(dim=-1)
-    if config.top_k is not None or config.top_p is not None:
-        logits = filter_logits(logits, config)
-    return torch.sub(logits, noise, out=noise).argmax(dim=-1)
-
-
-@torch.no_grad()
-def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
-    """Pick one id per row from (B, V) logits (one step; generation loops draw noise in blocks)."""
-    if config.greedy:
-        return logits.argmax(dim=-1)
-    noise = draw_noise(generator, 1, logits.shape[0], logits.shape[1], config, logits.device)[0]
-    return sample_with_noise(logits.float(), config, noise)
-
-
-def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Generator, int]:
-    """A seeded generator, and the seed used (drawn at random when none is given)."""
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator, seed
-
+from charlstm.config.corpus import CorpusConfig
+from charlstm.config.sample import SampleConfig
+from charlstm.data.cleaning import clean_prompt
+from charlstm.data.prepared import open_prepared
+from charlstm.errors import CorpusError
+from charlstm.generation.sampling import draw_noise, filter_logits, make_generator, sample_next
+from charlstm.model.network import CharLSTM
+from charlstm.model.stepper import LSTMStepper, supports_fast_steps
+from charlstm.runs.folder import data_dir
+from charlstm.runs.loading import LoadedModel
 
 NOISE_BLOCK = 256  # steps of sampling noise drawn per call
 SMALL_STEP = 4096  # batch x hidden size up to which generation runs torch on one thread
@@ -261,36 +165,3 @@ def generate_text(loaded: LoadedModel, prompt: str | None = None, **settings) ->
             sample.append(ch)
     return ["".join(s) for s in samples]
 
-
-HISTORY_CHARS = 4000  # the interactive session re-reads at most this much of its text per turn
-
-
-def interactive(
-    loaded: LoadedModel, config: SampleConfig, read: Callable[[], str | None],
-    write: Callable[[str], None],
-) -> str:
-    """A prompt loop: each line the user types is added to the text, which the model continues.
-
-    ``read`` returns the next line (None at end of input); an empty line asks for more of the
-    same text; ``/reset`` starts a new text; ``/quit`` ends. Returns the whole text.
-    """
-    text = ""
-    seed = config.seed
-    while (line := read()) is not None:
-        if line.strip() == "/quit":
-            break
-        if line.strip() == "/reset":
-            text = ""
-            continue
-        text += line
-        if not text:
-            continue
-        # Each turn gets its own seed, derived from the session's, so a rerun repeats itself.
-        turn = replace(config, num_samples=1, seed=None if seed is None else seed + len(text))
-        prompt, steps = generate(loaded, text[-HISTORY_CHARS:], turn)
-        text = text[: len(text) - min(len(text), HISTORY_CHARS)] + prompt
-        for step in steps:
-            write(step[0])
-            text += step[0]
-        write("\n")
-    return text

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from charlstm.checkpoint import save_checkpoint
 from charlstm.errors import ConfigError
-from charlstm.model import CharLSTM
-from charlstm.runs import LoadedModel
+from charlstm.model.network import CharLSTM
+from charlstm.runs.checkpoint import save_checkpoint
+from charlstm.runs.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 

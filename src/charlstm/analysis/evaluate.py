@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlstm.corpus import CorpusConfig, load_text
-from charlstm.data import open_prepared, to_tensor
+from charlstm.config.corpus import CorpusConfig
+from charlstm.data.prepared import open_prepared, to_tensor
+from charlstm.data.sources import load_text
 from charlstm.errors import ConfigError, CorpusError
-from charlstm.model import NATS_TO_BITS, CharLSTM, char_loss, detach_state
-from charlstm.runs import data_dir, load_model
-from charlstm.seeding import resolve_device
+from charlstm.model.loss import NATS_TO_BITS, char_loss
+from charlstm.model.network import CharLSTM, detach_state
+from charlstm.model.runtime import resolve_device
+from charlstm.runs.folder import data_dir
+from charlstm.runs.loading import load_model
 
 EVAL_ROWS = 16  # parallel rows for stream scoring; each starts from a zero state
 EVAL_CHUNK = 256  # characters per forward call; state carries between chunks

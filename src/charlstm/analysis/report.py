@@ -20,15 +20,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from charlstm.checkpoint import read_meta
-from charlstm.corpus import Vocab
-from charlstm.data import open_prepared
+from charlstm.analysis.novelty import NoveltyIndex
+from charlstm.config.sample import SampleConfig
+from charlstm.data.prepared import open_prepared
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
-from charlstm.generate import SampleConfig, generate
-from charlstm.model import NATS_TO_BITS
-from charlstm.novelty import NoveltyIndex
-from charlstm.runs import CONFIG_FILE, LAST, LoadedModel, data_dir, load_model, read_metrics
-from charlstm.seeding import resolve_device
+from charlstm.generation.generators import generate
+from charlstm.model.loss import NATS_TO_BITS
+from charlstm.model.runtime import resolve_device
+from charlstm.runs.checkpoint import read_meta
+from charlstm.runs.folder import CONFIG_FILE, LAST, data_dir, read_metrics
+from charlstm.runs.loading import LoadedModel, load_model
 
 TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 REPORT_FILE = "report.html"

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError, ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generate import SampleConfig, generate
-from charlstm.runs import LoadedModel, load_model, run_info
-from charlstm.serve_schemas import GenerateRequestBase, GenerateResponse, ModelInfo, ServeLimits
+from charlstm.generation.generators import generate
+from charlstm.runs.loading import LoadedModel, load_model, run_info
+from charlstm.serve.schemas import GenerateRequestBase, GenerateResponse, ModelInfo, ServeLimits
 
 log = logging.getLogger(__name__)
 

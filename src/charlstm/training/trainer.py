@@ -7,7 +7,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +16,39 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from charlstm import runs
-from charlstm.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
-from charlstm.corpus import CorpusConfig
-from charlstm.data import PreparedData, StreamBatches, WindowBatches
-from charlstm.distributed import Distributed
+from charlstm.analysis.evaluate import EvalResult, evaluate
+from charlstm.config.corpus import CorpusConfig
+from charlstm.config.model import ModelConfig
+from charlstm.config.sample import SampleConfig
+from charlstm.config.train import RESUMABLE_FIELDS, TrainConfig
+from charlstm.data.batches import StreamBatches, WindowBatches
+from charlstm.data.prepared import PreparedData
 from charlstm.errors import CheckpointError, ConfigError, TrainingDivergedError
-from charlstm.evaluate import EvalResult, evaluate
-from charlstm.generate import SampleConfig, continue_ids, make_generator
-from charlstm.model import CharLSTM, ModelConfig, char_loss, detach_state
-from charlstm.runtime import LOG_FILE, run_log, stop_on_sigint
-from charlstm.seeding import resolve_device, seed_everything
-from charlstm.train_config import (  # re-exported: the public names of training live here
-    RESUMABLE_FIELDS,
-    SAMPLE_TEMPERATURES,
-    Progress,
-    TrainConfig,
-    TrainResult,
-    config_record,
-    lr_factor,
-    make_optimizer,
-)
+from charlstm.generation.generators import continue_ids
+from charlstm.generation.sampling import SAMPLE_TEMPERATURES, make_generator
+from charlstm.model.loss import char_loss
+from charlstm.model.network import CharLSTM, detach_state
+from charlstm.model.runtime import resolve_device, seed_everything
+from charlstm.runs import folder as runs
+from charlstm.runs.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
+from charlstm.runs.folder import config_record
+from charlstm.runs.meta import Progress
+from charlstm.training.distributed import Distributed
+from charlstm.training.runtime import LOG_FILE, run_log, stop_on_sigint
+from charlstm.training.schedule import lr_factor, make_optimizer
 
 __all__ = ["RESUMABLE_FIELDS", "Progress", "TrainConfig", "TrainResult", "Trainer", "config_record",
            "lr_factor", "make_optimizer"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    progress: Progress
+    stop_reason: str
+    last_eval: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:

@@ -18,8 +18,10 @@ from typing import Annotated, Any
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from charlstm import api, distributed, presets
+from charlstm import presets
 from charlstm.errors import CharLSTMError, ConfigError
+from charlstm.training import distributed
+from charlstm.training import session as api
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -176,8 +178,8 @@ def prepare(
     progress: Annotated[bool, Opt("--progress/--no-progress")] = True,
 ) -> None:
     """Clean and encode a corpus of any size into token files that `train` reads from disk."""
-    from charlstm.corpus import CorpusConfig
-    from charlstm.prepare import prepare_corpus
+    from charlstm.config.corpus import CorpusConfig
+    from charlstm.data.prepare import prepare_corpus
 
     corpus = _run(CorpusConfig, lowercase=lowercase, strip_gutenberg=strip_gutenberg, encoding=encoding)
     data = _run(prepare_corpus, text, out, corpus=corpus, val_fraction=val_fraction,
@@ -205,17 +207,17 @@ def generate(
     device: Annotated[str, Opt()] = "cpu",
 ) -> None:
     """Generate text, printing it as it comes."""
-    from charlstm.generate import SampleConfig
-    from charlstm.generate import generate as run_generate
-    from charlstm.runs import load_model
-    from charlstm.seeding import resolve_device
+    from charlstm.config.sample import SampleConfig
+    from charlstm.generation.generators import generate as run_generate
+    from charlstm.model.runtime import resolve_device
+    from charlstm.runs.loading import load_model
 
     config = _run(SampleConfig, length=length, temperature=temperature, top_k=top_k, top_p=top_p,
                   greedy=greedy, num_samples=num_samples, seed=seed, unknown=unknown,
                   replacement=replacement)
     loaded = _run(load_model, run, _run(resolve_device, device))
     if interactive:
-        from charlstm.generate import interactive as run_interactive
+        from charlstm.generation.interactive import interactive as run_interactive
 
         typer.echo("Type text and press Enter; the model continues it. Enter alone: more; "
                    "/reset: new text; /quit or Ctrl-D: end.", err=True)
@@ -264,7 +266,7 @@ def evaluate_cmd(
     device: Annotated[str, Opt()] = "cpu",
 ) -> None:
     """Loss (nats/char), bits/char and perplexity on held-out or given text."""
-    from charlstm.evaluate import score_run
+    from charlstm.analysis.evaluate import score_run
 
     result = _run(score_run, run, text, split=split, unknown=unknown, replacement=replacement,
                   device=device)
@@ -281,7 +283,7 @@ def info(
     json_out: Annotated[bool, Opt("--json", help="Print JSON.")] = False,
 ) -> None:
     """Config, vocabulary, parameter count and best metrics of a run."""
-    from charlstm.runs import run_info
+    from charlstm.runs.loading import run_info
 
     facts = _run(run_info, run)
     if json_out:
@@ -298,7 +300,7 @@ def import_keras_cmd(
     out: Annotated[Path, Opt(help="New run folder.")],
 ) -> None:
     """Turn a Keras tutorial checkpoint into a charlstm run (needs h5py: the keras extra)."""
-    from charlstm.keras_import import import_keras
+    from charlstm.interop.keras_import import import_keras
 
     path = _run(import_keras, weights, text, out)
     typer.echo(f"wrote {path}; try: charlstm generate {out} --greedy", err=True)
@@ -311,8 +313,8 @@ def export_cmd(
     format: Annotated[str, Opt("--format", help="onnx or safetensors.")] = "onnx",
 ) -> None:
     """Export for other runtimes: a single-step ONNX graph, or weights + config + vocab."""
-    from charlstm.export import export
-    from charlstm.runs import load_model
+    from charlstm.interop.export import export
+    from charlstm.runs.loading import load_model
 
     path = _run(export, _run(load_model, run), format, out)
     typer.echo(f"wrote {path}", err=True)
@@ -328,7 +330,7 @@ def report(
     device: Annotated[str, Opt()] = "cpu",
 ) -> None:
     """An HTML report: loss curves, best figures, samples and how much they copy (needs matplotlib)."""
-    from charlstm.report import build_report
+    from charlstm.analysis.report import build_report
 
     path = _run(build_report, run, out, length=length, prompt=prompt or None, seed=seed, device=device)
     typer.echo(f"wrote {path}", err=True)
@@ -360,7 +362,7 @@ def serve(
     """Serve models over HTTP: a JSON API, streamed generation and a web page (the serve extra)."""
     import importlib
 
-    serving = _run(importlib.import_module, "charlstm.serve")  # the optional extra, imported only here
+    serving = _run(importlib.import_module, "charlstm.serve.app")  # the optional extra, imported only here
     limits = {k: v for k, v in locals().items() if k.startswith("max_") and v is not None}
     models = _run(serving.model_paths, run, model or [])
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()

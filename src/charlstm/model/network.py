@@ -15,62 +15,17 @@ back in to continue the sequence where it stopped.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charlstm.config.model import ModelConfig
 from charlstm.errors import ConfigError
-from charlstm.lstm import GATE_ACTIVATIONS, ActivationLSTM
+from charlstm.model.lstm import ActivationLSTM
 
 State = tuple[torch.Tensor, ...]
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-INPUT_ENCODINGS = ("embedding", "one-hot", "scalar")
-INITS = ("pytorch", "keras")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture; ``vocab_size`` is filled in from the training text."""
-
-    vocab_size: int = 0
-    cell: str = "lstm"  # lstm | gru | rnn
-    input_encoding: str = "embedding"  # scalar is the tutorial's id / vocab_size
-    embedding_size: int = 64  # E for embedding input; one-hot uses V, scalar 1
-    # The default preset's size, chosen by measurement (docs/benchmarks.md): on Alice, 2 x 512 with
-    # strong dropout beat 2 x 256 and 2 x 384 within 5 minutes on 2 CPU cores; the smaller ones
-    # overfit. For corpora of many MB, less dropout (0.1-0.2) learns faster.
-    hidden_size: int = 512  # H, as torch.nn.LSTM names it
-    num_layers: int = 2  # L
-    dropout: float = 0.5  # between layers and before the head, as Keras Dropout
-    init: str = "pytorch"  # keras: glorot/orthogonal/forget-bias 1, one bias vector
-    gate_activation: str = "sigmoid"  # hard_sigmoid: Keras 2.0-2.2's LSTM gates (slower, unfused)
-
-    def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ConfigError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.input_encoding not in INPUT_ENCODINGS:
-            raise ConfigError(f"input_encoding must be one of {', '.join(INPUT_ENCODINGS)}")
-        if self.init not in INITS:
-            raise ConfigError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
-        if self.gate_activation not in GATE_ACTIVATIONS:
-            raise ConfigError(f"gate_activation must be one of {', '.join(GATE_ACTIVATIONS)}")
-        if self.gate_activation != "sigmoid" and self.cell != "lstm":
-            raise ConfigError("gate_activation applies to the lstm cell only")
-        if self.hidden_size < 1 or self.num_layers < 1 or self.embedding_size < 1:
-            raise ConfigError("hidden_size, num_layers and embedding_size must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
-
-    @property
-    def input_size(self) -> int:
-        """Features per time step entering the first recurrent layer."""
-        return {"embedding": self.embedding_size, "one-hot": self.vocab_size, "scalar": 1}[
-            self.input_encoding
-        ]
 
 
 class CharLSTM(nn.Module):
@@ -163,10 +118,3 @@ def detach_state(state: State) -> State:
     """
     return tuple(s.detach() for s in state)
 
-
-def char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy in nats per character; logits (..., V), targets (...)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
-
-
-NATS_TO_BITS = 1.0 / math.log(2.0)

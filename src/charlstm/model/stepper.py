@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from charlstm.model import CharLSTM, State
+from charlstm.model.network import CharLSTM, State
 
 
 class LSTMStepper:

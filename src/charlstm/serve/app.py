@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.errors import CharLSTMError, ConfigError
-from charlstm.serve_schemas import (
+from charlstm.serve.schemas import (
     ErrorResponse,
     GenerateResponse,
     Health,
@@ -41,7 +41,7 @@ from charlstm.serve_schemas import (
     ServeLimits,
     request_model,
 )
-from charlstm.serve_worker import ApiError, Service, StreamJob, api_error
+from charlstm.serve.worker import ApiError, Service, StreamJob, api_error
 
 try:
     import uvicorn
@@ -149,7 +149,7 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     """The app serving ``models`` ({name: run folder or checkpoint}, the first is the default)."""
     limits = limits or ServeLimits()
     service = Service(models, limits, device)
-    page = (resources.files("charlstm") / "web" / "index.html").read_text(encoding="utf-8")
+    page = (resources.files("charlstm.serve") / "web" / "index.html").read_text(encoding="utf-8")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -179,7 +179,7 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
-    app.mount("/static", StaticFiles(packages=[("charlstm", "web")]), name="static")
+    app.mount("/static", StaticFiles(packages=[("charlstm.serve", "web")]), name="static")
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, Any]:

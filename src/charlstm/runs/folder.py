@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from charlstm.checkpoint import SUFFIX, Checkpoint, load_checkpoint, read_meta
-from charlstm.corpus import Vocab
+from charlstm.runs.checkpoint import SUFFIX, Checkpoint, load_checkpoint, read_meta
+from charlstm.data.vocab import Vocab
+from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
 from charlstm.errors import CheckpointError
-from charlstm.model import CharLSTM, ModelConfig
+from charlstm.config.model import ModelConfig
+from charlstm.model.network import CharLSTM
 
 log = logging.getLogger(__name__)
 
@@ -74,46 +76,6 @@ def run_dir_of(checkpoint_path: Path) -> Path | None:
     return parent if (parent / CONFIG_FILE).is_file() else None
 
 
-@dataclass
-class LoadedModel:
-    """A model ready to use, with everything its checkpoint carried."""
-
-    model: CharLSTM
-    vocab: Vocab
-    meta: dict[str, Any]
-    path: Path
-
-    @property
-    def framing(self) -> str:
-        return self.meta["train_config"]["framing"]
-
-    @property
-    def seq_len(self) -> int:
-        return self.meta["train_config"]["seq_len"]
-
-    @property
-    def run_dir(self) -> Path | None:
-        return run_dir_of(self.path)
-
-
-def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> CharLSTM:
-    """Rebuild the model a checkpoint describes and load its weights."""
-    model = CharLSTM(ModelConfig(**ckpt.meta["model_config"]))
-    try:
-        model.load_state_dict(ckpt.model_state())
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt.path}: weights do not fit the stored config ({exc})") from None
-    return model.to(device)
-
-
-def load_model(path: Path, device: torch.device | str = "cpu", which: str = "best") -> LoadedModel:
-    """Load a run folder's best (or a given) checkpoint for inference."""
-    ckpt = load_checkpoint(resolve_checkpoint(Path(path), which))
-    model = build_model(ckpt, device)
-    model.eval()
-    return LoadedModel(model, Vocab(ckpt.meta["vocab"]), ckpt.meta, ckpt.path)
-
-
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
@@ -130,31 +92,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def run_info(path: Path) -> dict[str, Any]:
-    """What a run is and how well it did, for ``charlstm info``."""
-    path = Path(path)
-    checkpoint = resolve_checkpoint(path)
-    loaded = load_model(checkpoint)
-    meta = loaded.meta
-    run_dir = loaded.run_dir
-    facts: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "vocab_size": len(loaded.vocab),
-        "parameters": loaded.model.num_parameters(),
-        "framing": loaded.framing,
-        "progress": meta.get("progress", {}),
-        "metric": meta.get("metric"),
-        "last_eval": meta.get("last_eval", {}),
-        "model_config": meta["model_config"],
-        "train_config": meta["train_config"],
-        "corpus_config": meta["corpus_config"],
-    }
-    if run_dir is not None:
-        facts["best_checkpoints"] = [
-            {"path": p.name, "value": v} for v, p in best_checkpoints(run_dir)
-        ]
-        evals = [m for m in read_metrics(run_dir) if "val_loss" in m]
-        if evals:
-            best = min(evals, key=lambda m: m["val_loss"])
-            facts["best_val"] = {k: best[k] for k in ("step", "val_loss", "val_bits_per_char")}
-    return facts
+
+def config_record(model: ModelConfig, train: TrainConfig, corpus: CorpusConfig, **extra: Any) -> dict:
+    """What RUN/config.json holds: the resolved configs and how the run was started."""
+    return {"model": asdict(model), "train": asdict(train), "corpus": asdict(corpus), **extra}

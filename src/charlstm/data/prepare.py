@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from charlstm.corpus import CorpusConfig, Vocab, iter_clean, list_sources
-from charlstm.data import META_FILE, PreparedData, SplitWriter, id_dtype, prepared_meta, split_sizes
+from charlstm.config.corpus import CorpusConfig
+from charlstm.data.prepared import META_FILE, PreparedData, SplitWriter, id_dtype, prepared_meta, split_sizes
+from charlstm.data.sources import iter_clean, list_sources
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, CorpusError
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from charlstm.config.corpus import CorpusConfig
+
 HEADER_WINDOW = 1 << 20  # Gutenberg headers are a few KB; a START line further in is body text
 
 _START = re.compile(r"^\*{3}\s*START OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*$", re.M | re.I)
@@ -35,6 +37,11 @@ def _may_hold_marker(text: str) -> bool:
 
 class TextCleaner:
     """Incremental cleaner for one document: ``feed`` chunks, then ``finish``."""
+
+    @classmethod
+    def for_corpus(cls, config: CorpusConfig) -> TextCleaner:
+        return cls(normalize=config.normalize, strip_gutenberg=config.strip_gutenberg,
+                   lowercase=config.lowercase)
 
     def __init__(self, *, normalize: bool = True, strip_gutenberg: bool = True, lowercase: bool = False):
         self.normalize, self.strip_gutenberg, self.lowercase = normalize, strip_gutenberg, lowercase
@@ -126,8 +133,14 @@ class TextCleaner:
         return text.lower() if self.lowercase else text
 
 
-def clean_document(text: str, *, normalize: bool = True, strip_gutenberg: bool = True,
-                   lowercase: bool = False) -> str:
+def clean_document(text: str, config: CorpusConfig | None = None) -> str:
     """Clean one whole document (the same result as feeding it in chunks)."""
-    cleaner = TextCleaner(normalize=normalize, strip_gutenberg=strip_gutenberg, lowercase=lowercase)
+    cleaner = TextCleaner.for_corpus(config or CorpusConfig())
     return cleaner.feed(text) + cleaner.finish()
+
+
+def clean_prompt(text: str, config: CorpusConfig) -> str:
+    """Clean user text (a prompt) as the training text was, minus the whole-document steps."""
+    if config.normalize:
+        text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return text.lower() if config.lowercase else text

@@ -25,13 +25,16 @@ from typing import Any
 
 import torch
 
-from charlstm import presets, runs
-from charlstm.checkpoint import SUFFIX, save_checkpoint
-from charlstm.corpus import CorpusConfig, Vocab
-from charlstm.data import write_prepared
+from charlstm import presets
+from charlstm.config.corpus import CorpusConfig
+from charlstm.config.model import ModelConfig
+from charlstm.data.prepared import write_prepared
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError, CorpusError
-from charlstm.model import CharLSTM, ModelConfig
-from charlstm.train import Progress
+from charlstm.model.network import CharLSTM
+from charlstm.runs import folder as runs
+from charlstm.runs.checkpoint import SUFFIX, save_checkpoint
+from charlstm.runs.meta import Progress
 
 log = logging.getLogger(__name__)
 

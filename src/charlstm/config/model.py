@@ -1,0 +1,41 @@
+"""The architecture settings: ModelConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from charlstm.config.choices import Cell, GateActivation, Init, InputEncoding, coerce_choices
+from charlstm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; ``vocab_size`` is filled in from the training text."""
+
+    vocab_size: int = 0
+    cell: Cell = Cell.LSTM
+    input_encoding: InputEncoding = InputEncoding.EMBEDDING
+    embedding_size: int = 64  # E for embedding input; one-hot uses V, scalar 1
+    # The default preset's size, chosen by measurement (docs/benchmarks.md): on Alice, 2 x 512 with
+    # strong dropout beat 2 x 256 and 2 x 384 within 5 minutes on 2 CPU cores; the smaller ones
+    # overfit. For corpora of many MB, less dropout (0.1-0.2) learns faster.
+    hidden_size: int = 512  # H, as torch.nn.LSTM names it
+    num_layers: int = 2  # L
+    dropout: float = 0.5  # between layers and before the head, as Keras Dropout
+    init: Init = Init.PYTORCH
+    gate_activation: GateActivation = GateActivation.SIGMOID
+
+    def __post_init__(self) -> None:
+        coerce_choices(self)
+        if self.gate_activation != GateActivation.SIGMOID and self.cell != Cell.LSTM:
+            raise ConfigError("gate_activation applies to the lstm cell only")
+        if self.hidden_size < 1 or self.num_layers < 1 or self.embedding_size < 1:
+            raise ConfigError("hidden_size, num_layers and embedding_size must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+
+    @property
+    def input_size(self) -> int:
+        """Features per time step entering the first recurrent layer."""
+        return {InputEncoding.EMBEDDING: self.embedding_size, InputEncoding.ONE_HOT: self.vocab_size,
+                InputEncoding.SCALAR: 1}[self.input_encoding]

@@ -1,0 +1,1 @@
+"""Text in: cleaning, sources (files, folders, encodings), the vocabulary, prepared token files, batches."""

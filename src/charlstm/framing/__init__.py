@@ -1,0 +1,1 @@
+"""How text becomes training examples and how a model reads text: stream or window framing."""

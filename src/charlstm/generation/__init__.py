@@ -1,0 +1,1 @@
+"""Generation: sampling from logits, the generators, the interactive loop."""

@@ -1,0 +1,1 @@
+"""Other tools' formats: the Keras tutorial's checkpoints in, ONNX and safetensors out."""

@@ -1,0 +1,1 @@
+"""Training: sessions (start, resume), the loop, checkpoint policy, evaluation schedule, processes."""
