@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 import _report
-from charlstm.analysis.evaluate import EvalResult, evaluate_stream, evaluate_windows
 from charlstm.cli import app as cli_module
 from charlstm.errors import ConfigError
+from charlstm.model.loss import EvalResult
 from charlstm.model.runtime import seed_everything
 from charlstm.training import session as api
+from charlstm.training.events import ReportEnd, ReportStart, StepEnd
 from charlstm.training.trainer import Trainer
 
 TARGET_LOSS = 1.40  # the issue's target for `default`, lowercase: held-out nats/char after 5 minutes
@@ -56,17 +57,27 @@ class PausableClock:
 
     def __init__(self) -> None:
         self.excluded = 0.0
+        self._since = 0.0
 
     def __call__(self) -> float:
         return time.perf_counter() - self.excluded
 
+    def pause(self) -> None:
+        self._since = time.perf_counter()
+
+    def resume(self) -> float:
+        """Stop the pause; how long it lasted."""
+        lasted = time.perf_counter() - self._since
+        self.excluded += lasted
+        return lasted
+
     @contextmanager
     def paused(self):
-        begin = time.perf_counter()
+        self.pause()
         try:
             yield
         finally:
-            self.excluded += time.perf_counter() - begin
+            self.resume()
 
 
 def sync(device: torch.device) -> None:
@@ -76,7 +87,7 @@ def sync(device: torch.device) -> None:
 
 
 class Recorder:
-    """Wraps a trainer's train_step and report to score it every ``interval`` training seconds."""
+    """Subscribes to a trainer's events to score it every ``interval`` training seconds."""
 
     def __init__(self, trainer: Trainer, interval: float, max_windows: int):
         self.trainer, self.interval, self.max_windows = trainer, interval, max_windows
@@ -89,37 +100,33 @@ class Recorder:
         self.read_chars = self.targets = 0
         self.report_s = 0.0  # the trainer's own evaluations and checkpoints, kept off the budget
         self.scoring_s = 0.0
-        step, report = trainer.train_step, trainer.report
+        trainer.callbacks.on(StepEnd, self.after_step)
+        trainer.callbacks.on(ReportStart, self.report_start)
+        trainer.callbacks.on(ReportEnd, self.report_end)
 
-        def train_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            loss = step(x, y)
-            self.read_chars, self.targets = self.read_chars + x.numel(), self.targets + y.numel()
+    def after_step(self, event: StepEnd) -> None:
+        self.read_chars += event.inputs.numel()
+        self.targets += event.targets.numel()
+        self.last_step_s = self.clock() - self.start
+        if self.last_step_s >= self.next_due:
+            sync(self.trainer.device)
             self.last_step_s = self.clock() - self.start
-            if self.last_step_s >= self.next_due:
-                sync(trainer.device)
-                self.last_step_s = self.clock() - self.start
-                nominal = interval * math.floor(self.last_step_s / interval)
-                # The trainer moves its counters on only after train_step returns.
-                self.record(nominal, self.last_step_s, trainer.progress.step + 1)
-                self.next_due = nominal + interval  # one point even if a step spans several intervals
-            return loss
+            nominal = self.interval * math.floor(self.last_step_s / self.interval)
+            self.record(nominal, self.last_step_s, event.step)
+            self.next_due = nominal + self.interval  # one point even if a step spans several intervals
 
-        def timed_report(*args: Any, **kwargs: Any) -> None:
-            sync(trainer.device)
-            begin = time.perf_counter()
-            with self.clock.paused():
-                report(*args, **kwargs)
-            self.report_s += time.perf_counter() - begin
+    def report_start(self, event: ReportStart) -> None:
+        sync(self.trainer.device)
+        self.clock.pause()
 
-        trainer.train_step, trainer.report = train_step, timed_report
+    def report_end(self, event: ReportEnd) -> None:
+        self.report_s += self.clock.resume()
 
     def score(self) -> EvalResult:
         t = self.trainer
-        if t.config.framing == "stream":
-            return evaluate_stream(t.model, self.val_ids, device=t.device)
         # A window model re-reads 100 characters per prediction: score a fixed, evenly spaced subset.
-        return evaluate_windows(t.model, self.val_ids, seq_len=t.config.seq_len, device=t.device,
-                                max_windows=self.max_windows)
+        cap = self.max_windows if t.framing.name == "window" else None
+        return t.framing.evaluate(t.model, self.val_ids, device=t.device, max_chars=cap)
 
     def record(self, at: float | str, train_s: float, steps: int) -> None:
         begin = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -14,6 +15,9 @@ from typer.testing import CliRunner, Result
 
 from charlstm.cli.app import app
 from charlstm.config.model import ModelConfig
+from charlstm.config.sample import SampleConfig
+from charlstm.framing import StreamFraming, WindowFraming
+from charlstm.generation.generators import continue_ids
 from charlstm.model.network import CharLSTM
 from charlstm.training import session as api
 
@@ -65,6 +69,18 @@ def tiny_model(
         for param in model.parameters():
             param.mul_(scale)
     return model
+
+
+def stream_ids(model: CharLSTM, prompt: torch.Tensor, config: SampleConfig,
+               generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Generation as a stream model reads: the prompt once, then one step per character."""
+    return continue_ids(model, StreamFraming(seq_len=1), prompt, config, generator)
+
+
+def window_ids(model: CharLSTM, prompt: torch.Tensor, seq_len: int, config: SampleConfig,
+               generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Generation as a window model reads: the last ``seq_len`` ids re-read for every step."""
+    return continue_ids(model, WindowFraming(seq_len), prompt, config, generator)
 
 
 def train_stream_run(run_dir: Path, text: Path, **overrides) -> Path:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from charlstm.config.model import ModelConfig
+from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
 from charlstm.errors import CheckpointError
 from charlstm.model.loss import char_loss
 from charlstm.model.network import CharLSTM
 from charlstm.runs import checkpoint, loading
 from charlstm.runs import folder as runs
-from charlstm.runs.checkpoint import FORMAT_VERSION, load_checkpoint, read_meta, save_checkpoint
+from charlstm.runs.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from charlstm.runs.meta import FORMAT_VERSION, CheckpointMeta, Metric, Progress
 
 VOCAB = list("\n !abcdehilnorst")
 CONFIG = ModelConfig(vocab_size=len(VOCAB), embedding_size=4, hidden_size=8, num_layers=2, dropout=0.0)
@@ -38,14 +39,10 @@ def _train_step(model: CharLSTM, optimizer: torch.optim.Optimizer, ids: torch.Te
     optimizer.step()
 
 
-def _meta(config: ModelConfig = CONFIG, **extra) -> dict:
-    return {
-        "model_config": asdict(config),
-        "vocab": VOCAB,
-        "train_config": {"framing": "stream", "seq_len": 6},
-        "progress": {"step": 3, "epoch": 0},
-        **extra,
-    }
+def _meta(config: ModelConfig = CONFIG, **changes) -> CheckpointMeta:
+    meta = CheckpointMeta(model_config=config, train_config=TrainConfig(seq_len=6),
+                          corpus_config=CorpusConfig(), vocab=VOCAB, progress=Progress(step=3))
+    return replace(meta, **changes)
 
 
 def _saved(tmp_path: Path, model: CharLSTM | None = None, **kwargs) -> Path:
@@ -58,11 +55,12 @@ def _saved(tmp_path: Path, model: CharLSTM | None = None, **kwargs) -> Path:
 
 def test_model_weights_and_metadata_round_trip(tmp_path):
     model = _model(seed=0)
-    meta = _meta(metric={"name": "val_loss", "value": 1.25}, note="caf\u00e9", nested={"a": [1, 2.5, None]})
+    last_eval = {"note": "caf\u00e9", "nested": {"a": [1, 2.5, None]}}
+    meta = _meta(metric=Metric("val_loss", 1.25), last_eval=last_eval)
     path = save_checkpoint(tmp_path / "ck.safetensors", model=model, meta=meta)
     ckpt = load_checkpoint(path)
     assert ckpt.path == path
-    assert ckpt.meta == {"format_version": FORMAT_VERSION, **meta}
+    assert ckpt.meta == meta
     assert read_meta(path) == ckpt.meta
 
     other = _model(seed=1)
@@ -132,10 +130,10 @@ def test_torch_rng_state_round_trip(tmp_path):
 
 def test_save_leaves_no_temporary_files_and_replaces_existing(tmp_path):
     path = tmp_path / "run" / "last.safetensors"  # the folder is created
-    save_checkpoint(path, model=_model(), meta=_meta(progress={"step": 1}))
-    save_checkpoint(path, model=_model(), meta=_meta(progress={"step": 2}))
+    save_checkpoint(path, model=_model(), meta=_meta(progress=Progress(step=1)))
+    save_checkpoint(path, model=_model(), meta=_meta(progress=Progress(step=2)))
     assert [p.name for p in path.parent.iterdir()] == [path.name]
-    assert read_meta(path)["progress"] == {"step": 2}
+    assert read_meta(path).progress.step == 2
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -204,7 +202,7 @@ def test_safetensors_without_charlstm_metadata(tmp_path, metadata):
 def test_wrong_format_version(tmp_path, version):
     path = _saved(tmp_path)
     tensors = load_checkpoint(path).tensors
-    meta = {**read_meta(path), "format_version": version}
+    meta = {**read_meta(path).to_json(), "format_version": version}
     if version is None:
         del meta["format_version"]
     save_file(tensors, str(path), metadata={"charlstm": json.dumps(meta)})
@@ -236,7 +234,7 @@ def _run_folder(tmp_path: Path) -> tuple[Path, dict[str, CharLSTM]]:
     save_checkpoint(run_dir / runs.LAST, model=models["last"], meta=_meta())
     for name, value in (("good", 2.5), ("best", 1.5)):
         save_checkpoint(run_dir / f"{name}.safetensors", model=models[name],
-                        meta=_meta(metric={"name": "val_loss", "value": value}))
+                        meta=_meta(metric=Metric("val_loss", value)))
     return run_dir, models
 
 
@@ -252,7 +250,7 @@ def test_load_model_from_a_run_folder_takes_the_best(tmp_path):
     assert loaded.run_dir == run_dir
     assert not loaded.model.training
     assert loaded.vocab.to_list() == VOCAB
-    assert loaded.framing == "stream" and loaded.seq_len == 6
+    assert loaded.framing.name == "stream" and loaded.seq_len == 6
     assert _same_outputs(loaded.model, models["best"])
     assert not _same_outputs(loaded.model, models["good"])
 

@@ -34,15 +34,23 @@ BEST = re.compile(r"best-01-0000(03|06)-\d+\.\d{4}\.safetensors")
 KERAS_NAME = re.compile(r"weights-improvement-(\d{2})-(\d+\.\d{4})\.safetensors")
 
 
-def assert_error(result: Result, exit_code: int, *fragments: str) -> str:
-    """Exit ``exit_code`` with exactly one ``charlstm: error:`` line holding ``fragments``."""
+def assert_error(result: Result, exit_code: int, *fragments: str, hint: str | None = None) -> str:
+    """Exit ``exit_code`` with exactly one ``charlstm: error:`` line holding ``fragments``.
+
+    With ``hint``, the line under it is ``charlstm: hint:`` holding ``hint``.
+    """
     assert result.exit_code == exit_code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.startswith("charlstm: error: ")]
+    stderr = result.stderr.splitlines()
+    lines = [i for i, line in enumerate(stderr) if line.startswith("charlstm: error: ")]
     assert len(lines) == 1, result.stderr
+    line = stderr[lines[0]]
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert fragment in line
+    if hint is not None:
+        below = stderr[lines[0] + 1] if lines[0] + 1 < len(stderr) else ""
+        assert below.startswith("charlstm: hint: ") and hint in below, result.stderr
     assert result.stdout == ""
-    return lines[0]
+    return line
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -94,7 +102,7 @@ def test_train_writes_config_metrics_last_and_best(cli_run):
     metrics = read_metrics(run)
     assert [m["step"] for m in metrics] == [3, 6]
     assert all(math.isfinite(m["val_loss"]) for m in metrics)
-    assert read_meta(run / LAST)["progress"]["step"] == 6
+    assert read_meta(run / LAST).progress.step == 6
     best = [p.name for p in run.glob("best-*.safetensors")]
     assert best and all(BEST.fullmatch(name) for name in best)
     assert "trained 6 steps" in cli_run.result.stderr
@@ -103,7 +111,7 @@ def test_train_writes_config_metrics_last_and_best(cli_run):
 def test_resume_continues_to_the_new_step_limit(run_copy):
     result = invoke("train", "--resume", run_copy, "--max-steps", "10", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert read_meta(run_copy / LAST)["progress"]["step"] == 10
+    assert read_meta(run_copy / LAST).progress.step == 10
     assert [m["step"] for m in read_metrics(run_copy)] == [3, 6, 9, 10]
     assert "trained 10 steps" in result.stderr
 
@@ -156,7 +164,7 @@ def test_generate_num_samples(cli_run):
 
 def test_generate_unknown_prompt_characters_are_listed(cli_run):
     result = invoke("generate", cli_run.run, "--prompt", "the ☃ fox €", "--length", "10")
-    line = assert_error(result, 3, "2 character(s)", "'☃'", "'€'", "--unknown")
+    line = assert_error(result, 3, "2 character(s)", "'☃'", "'€'", hint="--unknown drop")
     assert "'f'" not in line
 
 
@@ -196,6 +204,15 @@ def test_eval_on_a_given_text(cli_run, tmp_path):
     assert json.loads(result.stdout) == pytest.approx(score_run(cli_run.run, [other]).as_dict())
 
 
+def test_eval_unknown_characters_follow_the_policy_flags(cli_run, tmp_path):
+    other = tmp_path / "snow.txt"
+    other.write_text("the fox \u2603 and the dog\n" * 20, encoding="utf-8")
+    assert_error(invoke("eval", cli_run.run, other), 3, "'\u2603'", hint="--unknown drop")
+    dropped = invoke("eval", cli_run.run, other, "--unknown", "drop", "--json")
+    assert dropped.exit_code == 0, dropped.output
+    assert json.loads(dropped.stdout)["characters"] < len(other.read_text(encoding="utf-8"))
+
+
 def test_info_shows_vocab_size_and_parameters(cli_run):
     result = invoke("info", cli_run.run)
     assert result.exit_code == 0, result.output
@@ -220,9 +237,9 @@ def test_tutorial_preset_writes_keras_style_checkpoint_names(tutorial_run):
     assert KERAS_NAME.fullmatch(names[0]).group(1) == "01"  # the first epoch always improves on nothing
     for name in names:
         meta = read_meta(tutorial_run.run / name)
-        assert meta["metric"]["name"] == "train_loss"
-        assert f"{meta['metric']['value']:.4f}" == KERAS_NAME.fullmatch(name).group(2)
-    assert read_meta(tutorial_run.run / LAST)["progress"]["epoch"] == 2
+        assert meta.metric.name == "train_loss"
+        assert f"{meta.metric.value:.4f}" == KERAS_NAME.fullmatch(name).group(2)
+    assert read_meta(tutorial_run.run / LAST).progress.epoch == 2
 
 
 def test_tutorial_generate_seeds_with_a_training_window(tutorial_run):
@@ -238,7 +255,7 @@ def test_tutorial_generate_seeds_with_a_training_window(tutorial_run):
 
 
 def test_eval_on_a_run_without_a_val_split(tutorial_run):
-    assert_error(invoke("eval", tutorial_run.run), 3, "no val split", "pass a TEXT")
+    assert_error(invoke("eval", tutorial_run.run), 3, "no val split", hint="charlstm eval RUN TEXT")
 
 
 # ---- bad input -----------------------------------------------------------------------------------
@@ -295,7 +312,7 @@ def test_train_needs_out_and_resume_takes_none(cli_run, tmp_path):
 def test_train_refuses_to_overwrite_an_existing_run(cli_run, run_copy):
     before = snapshot(run_copy)
     result = invoke("train", cli_run.text, "--out", run_copy, *TRAIN)
-    assert_error(result, 4, "already holds a run", "--resume")
+    assert_error(result, 4, "already holds a run", hint=f"--resume {run_copy}")
     assert snapshot(run_copy) == before
 
 
@@ -320,6 +337,11 @@ def test_resume_may_not_change_the_recipe(run_copy):
     result = invoke("train", "--resume", run_copy, "--hidden-size", "32", "--no-progress")
     assert_error(result, 2, "cannot change hidden_size")
     assert snapshot(run_copy) == before
+
+
+def test_resume_may_not_change_settings_that_only_have_flags_now(run_copy):
+    result = invoke("train", "--resume", run_copy, "--beta2", "0.9", "--no-progress")
+    assert_error(result, 2, "cannot change beta2")
 
 
 @pytest.mark.parametrize("case", ["missing", "empty-folder", "corrupted-last"])

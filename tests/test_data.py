@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from charlstm.data import prepared as data
-from charlstm.data.batches import StreamBatches, WindowBatches
 from charlstm.data.prepared import id_dtype, open_prepared, split_sizes, write_prepared
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CorpusError
+from charlstm.framing.stream import StreamBatches
+from charlstm.framing.window import WindowBatches
 
 # --- splits ---------------------------------------------------------------------------------------
 
@@ -150,7 +151,7 @@ def test_stream_batches_read_the_real_text_row_by_row(tmp_path, tiny_text):
     # Row n of the stream, read batch after batch, is one contiguous stretch of the text.
     rows = [""] * batch_size
     target_rows = [""] * batch_size
-    for k, x, y in stream.iterate():
+    for k, x, y in stream.iterate(0):
         assert k < len(stream)
         for n in range(batch_size):
             rows[n] += vocab.decode(x[n])
@@ -163,7 +164,7 @@ def test_stream_batches_read_the_real_text_row_by_row(tmp_path, tiny_text):
 
 def test_stream_iterate_starts_at_a_batch():
     stream = StreamBatches(np.arange(200), batch_size=2, seq_len=5)
-    resumed = list(stream.iterate(start=3))
+    resumed = list(stream.iterate(0, start=3))
     assert [k for k, _, _ in resumed] == list(range(3, len(stream)))
     torch.testing.assert_close(resumed[0][1], stream.batch(3)[0])
 

@@ -12,12 +12,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from charlstm.data.batches import StreamBatches
 from charlstm.data.prepared import open_prepared
 from charlstm.errors import CheckpointError
+from charlstm.framing.stream import StreamBatches
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import load_checkpoint
 from charlstm.training import session as api
+from charlstm.training.events import StepEnd
 
 SETTINGS = {"hidden_size": 16, "num_layers": 1, "embedding_size": 8, "seq_len": 16, "batch_size": 4,
             "max_steps": 30, "eval_every": 10, "log_every": 5, "lr": 1e-2, "device": "cpu"}
@@ -35,13 +36,7 @@ def _worker(rank: int, world_size: int, port: int, text: str, out: str) -> None:
     torch.set_num_threads(1)
     trainer = api.start_run([text], out, overrides=SETTINGS, progress_bar=False)
     seen: list[np.ndarray] = []
-    step = trainer.train_step
-
-    def recording_step(x, y):
-        seen.append(x.numpy().copy())
-        return step(x, y)
-
-    trainer.train_step = recording_step
+    trainer.callbacks.on(StepEnd, lambda event: seen.append(event.inputs.numpy().copy()))
     trainer.fit()
     np.save(Path(out).parent / f"seen-{rank}.npy", np.stack(seen))
     torch.distributed.destroy_process_group()
@@ -74,7 +69,7 @@ def test_rank_0_alone_writes_and_the_loss_falls(ddp_run):
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     last = load_checkpoint(ddp_run / runs.LAST)
-    assert last.meta["world_size"] == 2 and last.meta["progress"]["step"] == 30
+    assert last.meta.world_size == 2 and last.meta.progress.step == 30
     # Both processes' carried state and RNG are in it, so each can resume its own rows.
     assert [h.shape[1] for h in last.hidden_state()] == [8, 8]
     assert last.rng_state(1) is not None

@@ -11,18 +11,14 @@ import pytest
 import torch
 
 from _runs import sample_text, tiny_model, train_stream_run, train_window_run, write_text
-from charlstm.analysis.evaluate import (
-    EVAL_ROWS,
-    EvalResult,
-    evaluate,
-    evaluate_stream,
-    evaluate_windows,
-    score_run,
-)
-from charlstm.config.corpus import CorpusConfig
+from charlstm.analysis.evaluate import score_run
 from charlstm.data.prepared import open_prepared
 from charlstm.data.sources import load_text
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
+from charlstm.framing import StreamFraming, WindowFraming
+from charlstm.framing.stream import EVAL_ROWS, evaluate_stream
+from charlstm.framing.window import evaluate_windows
+from charlstm.model.loss import EvalResult
 from charlstm.runs.folder import DATA_DIR
 from charlstm.runs.loading import load_model
 
@@ -173,12 +169,12 @@ def test_max_windows_scores_an_evenly_spaced_subset():
     assert evaluate_windows(model, ids, seq_len=seq_len, device=CPU, max_windows=500) == everything
 
 
-def test_evaluate_dispatches_on_framing():
+def test_each_framing_evaluates_as_its_model_reads():
     model = tiny_model(V)
     ids = random_ids(200, seed=7)
-    assert evaluate(model, ids, framing="stream", seq_len=8, device=CPU, max_chars=50) == evaluate_stream(
+    assert StreamFraming(8).evaluate(model, ids, device=CPU, max_chars=50) == evaluate_stream(
         model, ids, device=CPU, max_chars=50)
-    assert evaluate(model, ids, framing="window", seq_len=8, device=CPU, max_chars=50) == evaluate_windows(
+    assert WindowFraming(8).evaluate(model, ids, device=CPU, max_chars=50) == evaluate_windows(
         model, ids, seq_len=8, device=CPU, max_windows=50)
 
 
@@ -216,7 +212,7 @@ def test_score_run_on_a_given_text(runs_dir, tmp_path):
     run = runs_dir / "stream"
     other = write_text(tmp_path / "other.txt", words=150, seed=9)
     loaded = load_model(run)
-    ids = loaded.vocab.encode(load_text([other], CorpusConfig(**loaded.meta["corpus_config"])))
+    ids = loaded.vocab.encode(load_text([other], loaded.meta.corpus_config))
     assert score_run(run, [other]) == evaluate_stream(loaded.model, ids, device=CPU)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from _runs import tiny_model, train_stream_run, train_window_run, write_text
+from _runs import stream_ids, tiny_model, train_stream_run, train_window_run, window_ids, write_text
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generation.generators import generate, generate_text, stream_ids, window_ids
+from charlstm.generation.generators import generate, generate_text
 from charlstm.generation.sampling import make_generator, sample_next
 from charlstm.runs.loading import load_model
 
@@ -296,7 +296,7 @@ def test_unknown_prompt_characters_are_listed(stream_run):
         generate_text(loaded, "the ☃ fox €☃", length=5, seed=0)
     assert caught.value.unknown == ["€", "☃"]
     assert "'☃'" in str(caught.value) and "'€'" in str(caught.value)
-    assert "--unknown" in str(caught.value)
+    assert "unknown" in str(caught.value) and "--unknown" in caught.value.hint  # setting, then flag
 
 
 def test_unknown_drop_and_replace_equal_the_cleaned_prompt(stream_run):
@@ -333,7 +333,7 @@ def test_streaming_generation_matches_the_naive_reference_on_a_trained_model(str
 
 def test_the_prompt_is_cleaned_like_the_training_text(lowercase_run):
     loaded = load_model(lowercase_run)
-    assert loaded.meta["corpus_config"]["lowercase"]
+    assert loaded.meta.corpus_config.lowercase
     expected = generate_text(loaded, "the white rabbit", length=20, greedy=True)
     assert generate_text(loaded, "The White Rabbit", length=20, greedy=True) == expected
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from _runs import TINY_STREAM, tiny_model, write_text
+from _runs import TINY_STREAM, stream_ids, tiny_model, window_ids, write_text
 from charlstm.config.model import ModelConfig
 from charlstm.config.sample import SampleConfig
-from charlstm.generation.generators import stream_ids, window_ids
 from charlstm.generation.sampling import make_generator
 from charlstm.model.network import CharLSTM
 from charlstm.model.stepper import LSTMStepper
 from charlstm.training import session as api
+from charlstm.training.events import StepEnd
 
 pytestmark = [
     pytest.mark.gpu,
@@ -52,14 +52,8 @@ def test_training_on_cuda_gives_finite_falling_loss(tmp_path: Path, settings):
                  "eval_every": 40, **settings}
     trainer = api.start_run([text], tmp_path / "run", preset="default", overrides=overrides,
                             progress_bar=False)
-    losses: list[torch.Tensor] = []
-    step = trainer.train_step
-
-    def recording_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        losses.append(step(x, y))  # kept on the device: reading each one would sync every step
-        return losses[-1]
-
-    trainer.train_step = recording_step
+    losses: list[torch.Tensor] = []  # kept on the device: reading each one would sync every step
+    trainer.callbacks.on(StepEnd, lambda event: losses.append(event.loss))
     result = trainer.fit()
     assert result.stop_reason == "max_steps"
     assert trainer.model.head.weight.is_cuda

@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from _runs import window_ids
 from charlstm.cli.app import app
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import CheckpointError, CorpusError
-from charlstm.generation.generators import window_ids
 from charlstm.generation.sampling import make_generator
 from charlstm.interop.keras_import import import_keras
 from charlstm.runs.loading import load_model
@@ -118,7 +118,7 @@ def test_imported_model_predicts_what_keras_predicted(tmp_path, layers, gate, ke
     loaded = load_model(tmp_path / "run")
     assert loaded.model.config.gate_activation == gate
     assert loaded.model.config.num_layers == layers
-    assert loaded.seq_len == window and loaded.framing == "window"
+    assert loaded.seq_len == window and loaded.framing.name == "window"
     ids = loaded.vocab.encode(text)
     starts = np.arange(0, len(ids) - window, 97)[:24]
     windows = np.stack([ids[s : s + window] for s in starts])  # (B, T)
@@ -150,7 +150,7 @@ def test_vocabulary_is_read_as_python_2_bytes_when_the_sizes_say_so(tmp_path):
     import_keras(tmp_path / "m.hdf5", tmp_path / "w.txt", tmp_path / "run")
     loaded = load_model(tmp_path / "run")
     assert {"\r", "\xef", "\xbb", "\xbf"} <= set(loaded.vocab.chars)
-    assert loaded.meta["imported_from"]["vocab_reading"] == "Python 2 bytes"
+    assert loaded.meta.imported_from["vocab_reading"] == "Python 2 bytes"
 
 
 def test_a_vocabulary_size_that_does_not_match_says_what_was_expected(tmp_path):

@@ -33,3 +33,23 @@ def test_only_sigmoid_lstms_take_the_fast_path():
     assert not supports_fast_steps(CharLSTM(ModelConfig(vocab_size=5, hidden_size=4, cell="gru")))
     assert not supports_fast_steps(
         CharLSTM(ModelConfig(vocab_size=5, hidden_size=4, gate_activation="hard_sigmoid")))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_stepper_never_changes_the_models_weights_even_with_one_hidden_unit(layers):
+    """With hidden_size 1 a transposed (4, 1) weight is already contiguous: the stepper must copy it."""
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=6, hidden_size=1, num_layers=layers, embedding_size=3,
+                                 dropout=0.0)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([[1, 4, 2, 5]])
+    with torch.no_grad():
+        expected, _ = model(ids)
+    for _ in range(3):  # each new stepper used to double the g rows of the recurrent weights again
+        stepper = LSTMStepper(model, tuple(s.clone() for s in model.init_state(1)))
+        with torch.no_grad():  # as generation runs it
+            steps = [stepper.step(ids[:, t]).clone() for t in range(ids.shape[1])]
+        for t, logits in enumerate(steps):
+            torch.testing.assert_close(logits, expected[:, t], atol=1e-6, rtol=0)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name

@@ -70,7 +70,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, text_fil
     losses_split: list[float] = []
     _record_losses(first, losses_split, stop_at=7)
     assert first.fit().stop_reason == "interrupted"
-    assert read_meta(tmp_path / "split" / runs.LAST)["progress"]["step"] == 7
+    assert read_meta(tmp_path / "split" / runs.LAST).progress.step == 7
     resumed = api.resume_run(tmp_path / "split", progress_bar=False)
     _record_losses(resumed, losses_split)
     assert resumed.fit().stop_reason == "max_steps"
@@ -169,7 +169,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     with pytest.raises(TrainingDivergedError, match="nan"):
         trainer.fit()
     last = load_checkpoint(tmp_path / "run" / runs.LAST)
-    assert last.meta["progress"]["step"] <= 6
+    assert last.meta.progress.step <= 6
     assert all(torch.isfinite(t).all() for t in last.model_state().values())
 
 
@@ -221,7 +221,7 @@ def test_ctrl_c_saves_last_and_exits_zero_with_how_to_resume(tmp_path, text_file
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "charlstm train --resume" in stderr
-    assert read_meta(run_dir / runs.LAST)["progress"]["step"] > 0
+    assert read_meta(run_dir / runs.LAST).progress.step > 0
 
 
 def test_sample_every_logs_samples_at_several_temperatures_into_the_run_log(tmp_path, text_file):

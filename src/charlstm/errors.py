@@ -6,9 +6,17 @@ bad text from a bad checkpoint without parsing messages.
 
 
 class CharLSTMError(Exception):
-    """Base class: a message a user can act on, and the CLI's exit code."""
+    """Base class: a message a user can act on, and the CLI's exit code.
+
+    The message speaks of settings (``hidden_size``), as the library and the HTTP service
+    know them; ``hint`` is an optional next step the CLI shows under it, which may name flags.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConfigError(CharLSTMError):
@@ -31,7 +39,8 @@ class UnknownCharactersError(CorpusError):
         shown = ", ".join(repr(c) for c in unknown)
         super().__init__(
             f"{len(unknown)} character(s) not in the model's vocabulary: {shown}; "
-            "choose --unknown drop or --unknown replace to handle them"
+            "set unknown to drop or replace to handle them",
+            hint="--unknown drop or --unknown replace",
         )
 
 

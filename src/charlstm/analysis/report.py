@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.analysis.novelty import NoveltyIndex
+from charlstm.config.choices import InputEncoding
 from charlstm.config.sample import SampleConfig
 from charlstm.data.prepared import open_prepared
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.generation.generators import generate
-from charlstm.model.loss import NATS_TO_BITS
+from charlstm.generation.sampling import SAMPLE_TEMPERATURES
+from charlstm.model.loss import NATS_TO_BITS, bits_per_char
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.checkpoint import read_meta
-from charlstm.runs.folder import CONFIG_FILE, LAST, data_dir, read_metrics
+from charlstm.runs.folder import LAST, best_record, data_dir, read_metrics, read_record
 from charlstm.runs.loading import LoadedModel, load_model
 
-TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 REPORT_FILE = "report.html"
 TRAINING_LABELS = {  # metrics.jsonl key -> what it is
     "epoch_train_loss": "training loss (epoch mean)",
@@ -105,13 +105,12 @@ def plot_png(curves: dict[str, tuple[list, list]], title: str) -> bytes:
 def headline(metrics: list[dict[str, Any]], has_val: bool) -> dict[str, Any] | None:
     """The best evaluation: validation loss when the run holds text out, else epoch training loss."""
     key = "val_loss" if has_val else _training_key(metrics)
-    scored = [m for m in metrics if m.get(key) is not None]
-    if not scored:
+    best = best_record(metrics, key)
+    if best is None:
         return None
-    best = min(scored, key=lambda m: m[key])
     loss = best[key]
     label = "best validation loss" if has_val else f"best {TRAINING_LABELS[key]}"
-    return {"metric": key, "label": label, "loss": loss, "bits_per_char": loss * NATS_TO_BITS,
+    return {"metric": key, "label": label, "loss": loss, "bits_per_char": bits_per_char(loss),
             "perplexity": math.exp(loss), "step": best["step"]}
 
 
@@ -125,7 +124,7 @@ def draw_samples(
 ) -> list[Sample]:
     """One sample per temperature, all from the same seed so they differ only by temperature."""
     samples = []
-    for temperature in TEMPERATURES:
+    for temperature in SAMPLE_TEMPERATURES:
         used_prompt, steps = generate(loaded, prompt, SampleConfig(length=length, temperature=temperature,
                                                                    seed=seed))
         text = "".join(step[0] for step in steps)
@@ -176,26 +175,25 @@ def run_facts(
     loaded: LoadedModel, run_dir: Path, text: str, metrics: list[dict[str, Any]]
 ) -> list[tuple[str, str]]:
     """(label, value) rows describing the run: preset, model, data, training, checkpoint."""
-    config_path = run_dir / CONFIG_FILE
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    model, train = loaded.meta["model_config"], loaded.meta["train_config"]
+    record = read_record(run_dir)
+    model, train = loaded.meta.model_config, loaded.meta.train_config
     # The best checkpoint's counters stop at its own step; `last` has how far the run went.
     last = run_dir / LAST
-    steps = (read_meta(last) if last.is_file() else loaded.meta).get("progress", {}).get("step")
+    steps = (read_meta(last) if last.is_file() else loaded.meta).progress.step
     epochs = f" in {metrics[-1]['epoch']} epoch(s)" if metrics and "epoch" in metrics[-1] else ""
-    input_part = (f"embedding {model['embedding_size']}" if model["input_encoding"] == "embedding"
-                  else f"{model['input_encoding']} input")
-    sources = config.get("sources", [])
+    input_part = (f"embedding {model.embedding_size}" if model.input_encoding == InputEncoding.EMBEDDING
+                  else f"{model.input_encoding} input")
+    sources = record.sources
     shown = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
     return [
-        ("preset", str(config.get("preset", "?"))),
-        ("model", f"{model['cell'].upper()} {model['num_layers']} x {model['hidden_size']}, {input_part}, "
-                  f"dropout {model['dropout']}"),
+        ("preset", record.preset or "?"),
+        ("model", f"{model.cell.upper()} {model.num_layers} x {model.hidden_size}, {input_part}, "
+                  f"dropout {model.dropout}"),
         ("parameters", f"{loaded.model.num_parameters():,}"),
         ("vocabulary", f"{len(loaded.vocab)} characters"),
         ("training text", f"{len(text):,} characters (train split) from {shown or '?'}"),
-        ("framing", f"{train['framing']}, seq_len {train['seq_len']}, batch {train['batch_size']}"),
-        ("optimizer", f"{train['optimizer']}, lr {train['lr']:g} ({train['lr_schedule']})"),
+        ("framing", f"{train.framing}, seq_len {train.seq_len}, batch {train.batch_size}"),
+        ("optimizer", f"{train.optimizer}, lr {train.lr:g} ({train.lr_schedule})"),
         ("steps", f"{steps:,}{epochs}" if isinstance(steps, int) else "?"),
         ("sampled from", loaded.path.name),
     ]

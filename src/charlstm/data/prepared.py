@@ -1,4 +1,4 @@
-"""Ids to batches: prepared token files, splits, and the two framings.
+"""Prepared token files: the splits of a corpus as ids on disk, read through memmaps.
 
 A prepared data folder holds ``train.bin``, ``val.bin`` (and ``test.bin``) as
 raw uint8/uint16 ids plus ``meta.json`` (vocabulary, counts, cleaning). Files
@@ -7,19 +7,7 @@ are read through ``np.memmap`` so a corpus never has to fit in memory.
 Splits are contiguous, in text order: train | val | test. Validation is held
 out text, never windows interleaved with training ones.
 
-**Stream framing** (``stream``, char-rnn / torch-rnn style): the train ids are
-cut into B equal rows, and batch k takes columns [k*T, (k+1)*T) of every row::
-
-    ids:   a b c d e f g h i j k l m n o p q r s t u v w x     (B=2, T=3)
-    row 0: a b c | d e f | g h i | j k l
-    row 1: m n o | p q r | s t u | v w x
-           batch0  batch1  batch2  batch3
-
-so row n of batch k+1 continues row n of batch k, and the model's state can
-carry from one batch to the next. Targets are the same grid shifted by one.
-
-**Window framing** (``window``, the Keras tutorial): every window of T ids,
-stride 1, predicts the one id after it; windows are shuffled each epoch.
+The framings cut the splits into batches (``charlstm.framing``).
 """
 
 from __future__ import annotations
@@ -32,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from charlstm.config.corpus import CorpusConfig
 from charlstm.data.vocab import Vocab
-from charlstm.errors import CorpusError
+from charlstm.errors import CharLSTMError, CorpusError
 
 META_FILE = "meta.json"
 SPLITS = ("train", "val", "test")
@@ -66,7 +55,26 @@ class PreparedData:
 
     root: Path
     vocab: Vocab
-    meta: dict
+    meta: dict  # meta.json as written by ``prepared_meta``; read through the properties below
+
+    @property
+    def sha256(self) -> str:
+        """Of the cleaned text: a resumed run checks it trains on the same data."""
+        return self.meta["sha256"]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return self.meta["sizes"]
+
+    @property
+    def total_characters(self) -> int:
+        return self.meta["total_characters"]
+
+    @property
+    def corpus_config(self) -> CorpusConfig | None:
+        """How the text was cleaned, when the folder records it."""
+        recorded = self.meta.get("corpus_config")
+        return None if recorded is None else CorpusConfig(**recorded)
 
     def split(self, name: str) -> np.ndarray:
         """The ids of one split as a read-only memmap (empty array if absent)."""
@@ -153,8 +161,13 @@ def open_prepared(root: Path) -> PreparedData:
     meta_path = root / META_FILE
     if not meta_path.exists():
         raise CorpusError(f"{root}: not a prepared data folder (no {META_FILE})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return PreparedData(root, Vocab(meta["vocab"]), meta)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        data = PreparedData(root, Vocab(meta["vocab"]), meta)
+        _ = data.sha256, data.sizes, data.total_characters, data.corpus_config, np.dtype(meta["dtype"])
+    except (OSError, ValueError, KeyError, TypeError, CharLSTMError) as exc:
+        raise CorpusError(f"{meta_path}: unreadable or damaged ({exc}); prepare the text again") from None
+    return data
 
 
 def to_tensor(ids: np.ndarray) -> torch.Tensor:

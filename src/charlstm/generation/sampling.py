@@ -70,10 +70,15 @@ def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Gen
     return sample_with_noise(logits.float(), config, noise)
 
 
+def draw_seed() -> int:
+    """A fresh random seed, to use and to report so a sample can be made again."""
+    return random.SystemRandom().randrange(2**31)
+
+
 def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Generator, int]:
     """A seeded generator, and the seed used (drawn at random when none is given)."""
     if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
+        seed = draw_seed()
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator, seed

@@ -47,7 +47,7 @@ def export_metadata(loaded: LoadedModel) -> dict[str, str]:
     return {
         "charlstm_vocab": json.dumps(loaded.vocab.to_list()),
         "charlstm_model_config": json.dumps(asdict(loaded.model.config)),
-        "charlstm_framing": loaded.framing,
+        "charlstm_framing": str(loaded.framing.name),
         "charlstm_seq_len": str(loaded.seq_len),
     }
 
@@ -81,7 +81,7 @@ def export_onnx(loaded: LoadedModel, out: Path) -> Path:
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(out))
     vocab_path = out.with_suffix(".vocab.json")
-    vocab_path.write_text(json.dumps({"vocab": loaded.vocab.to_list(), "framing": loaded.framing,
+    vocab_path.write_text(json.dumps({"vocab": loaded.vocab.to_list(), "framing": str(loaded.framing.name),
                                       "seq_len": loaded.seq_len, "num_layers": config.num_layers,
                                       "hidden_size": config.hidden_size, "cell": config.cell}, indent=2))
     return out
@@ -89,8 +89,7 @@ def export_onnx(loaded: LoadedModel, out: Path) -> Path:
 
 def export_safetensors(loaded: LoadedModel, out: Path) -> Path:
     """Weights with configs and vocabulary, no training state: small, and charlstm loads it too."""
-    meta = {k: v for k, v in loaded.meta.items() if k not in ("optimizer", "format_version")}
-    return save_checkpoint(out, model=loaded.model, meta=meta)
+    return save_checkpoint(out, model=loaded.model, meta=loaded.meta)  # no optimizer: no training state
 
 
 def export(loaded: LoadedModel, fmt: str, out: Path) -> Path:

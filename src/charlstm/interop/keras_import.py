@@ -34,7 +34,7 @@ from charlstm.errors import CheckpointError, ConfigError, CorpusError
 from charlstm.model.network import CharLSTM
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import SUFFIX, save_checkpoint
-from charlstm.runs.meta import Progress
+from charlstm.runs.meta import CheckpointMeta, Metric, Progress
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ def tutorial_vocab_candidates(text_path: Path) -> dict[str, tuple[str, CorpusCon
 def import_keras(weights_path: Path, text_path: Path, out_dir: Path) -> Path:
     """Write a charlstm run for a tutorial Keras checkpoint; returns the checkpoint path."""
     weights_path, text_path, out_dir = Path(weights_path), Path(text_path), Path(out_dir)
-    if (out_dir / runs.CONFIG_FILE).exists() or any(out_dir.glob("*" + SUFFIX)):
-        raise CheckpointError(f"{out_dir} already holds a run; choose another --out")
+    runs.check_fresh(out_dir)
     if not text_path.is_file():
         raise CorpusError(f"{text_path}: no such file")
     layers, weights, attrs = read_keras_file(weights_path)
@@ -169,21 +168,19 @@ def import_keras(weights_path: Path, text_path: Path, out_dir: Path) -> Path:
                           extra_meta={"sources": [str(text_path)], "corpus_config": asdict(corpus_cfg)})
     name_match = _NAME.search(weights_path.name)
     epoch, loss = (int(name_match[1]), float(name_match[2])) if name_match else (0, None)
-    meta = {
-        "model_config": asdict(model_cfg), "train_config": asdict(train_cfg),
-        "corpus_config": asdict(corpus_cfg), "vocab": vocab.to_list(),
-        "data_sha256": data.meta["sha256"], "progress": asdict(Progress(epoch=epoch, best=loss)),
-        "last_eval": {}, "imported_from": {"file": weights_path.name, "vocab_reading": match, **attrs},
-    }
-    meta["imported_from"].pop("model_config", None)
-    meta["imported_from"].pop("training_config", None)
-    runs.write_config(out_dir, {"model": meta["model_config"], "train": meta["train_config"],
-                                "corpus": meta["corpus_config"], "imported_from": weights_path.name})
+    # The file's own attributes, minus the architecture and training config it repeats.
+    keras_attrs = {k: v for k, v in attrs.items() if k not in ("model_config", "training_config")}
+    meta = CheckpointMeta(
+        model_config=model_cfg, train_config=train_cfg, corpus_config=corpus_cfg, vocab=vocab.to_list(),
+        progress=Progress(epoch=epoch, best=loss), data_sha256=data.sha256,
+        imported_from={"file": weights_path.name, "vocab_reading": match, **keras_attrs},
+    )
+    runs.write_config(out_dir, runs.config_record(model_cfg, train_cfg, corpus_cfg,
+                                                  imported_from=weights_path.name))
     stem = name_match[0] + ("-bigger" if large else "") if name_match else "imported"
-    if loss is not None:
-        meta["metric"] = {"name": "train_loss", "value": loss}
-    path = save_checkpoint(out_dir / (stem + SUFFIX), model=model, meta=meta)
-    save_checkpoint(out_dir / runs.LAST, model=model, meta={k: v for k, v in meta.items() if k != "metric"})
+    best_meta = meta if loss is None else replace(meta, metric=Metric("train_loss", loss))
+    path = save_checkpoint(out_dir / (stem + SUFFIX), model=model, meta=best_meta)
+    save_checkpoint(out_dir / runs.LAST, model=model, meta=meta)
     log.info("imported %s (%s, %d layer(s), %s gates, vocabulary read as %s)", weights_path.name,
              "larger" if large else "small", model_cfg.num_layers, model_cfg.gate_activation, match)
     return path

@@ -110,6 +110,17 @@ class CharLSTM(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
+def describe_shapes(config: ModelConfig) -> tuple[int, dict[str, tuple[int, ...]]]:
+    """Trainable parameter count and every tensor's shape, without allocating any weights.
+
+    Built on PyTorch's meta device, so a config claiming 10^7 hidden units costs nothing:
+    loaders compare these shapes with a file's before building the real model.
+    """
+    with torch.device("meta"):
+        model = CharLSTM(config)
+    return model.num_parameters(), {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def detach_state(state: State) -> State:
     """Cut the graph between batches (truncated BPTT).
 

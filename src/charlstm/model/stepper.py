@@ -40,10 +40,10 @@ class LSTMStepper:
             vocab_ids = torch.arange(config.vocab_size, device=model.head.weight.device)
             inputs = model.encode_inputs(vocab_ids[None, :])[0]  # (V, E): every possible input
             self.table = (inputs @ rnn.weight_ih_l0.T + rnn.bias_ih_l0 + rnn.bias_hh_l0).contiguous()
-            self.w_ih = [None] + [getattr(rnn, f"weight_ih_l{k}").T.contiguous() for k in range(1, L)]
+            self.w_ih = [None] + [_transposed_copy(getattr(rnn, f"weight_ih_l{k}")) for k in range(1, L)]
             self.bias = [getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(L)]
-            self.w_hh = [getattr(rnn, f"weight_hh_l{k}").T.contiguous() for k in range(L)]  # (H, 4H)
-            self.head_w, self.head_b = model.head.weight.T.contiguous(), model.head.bias.clone()
+            self.w_hh = [_transposed_copy(getattr(rnn, f"weight_hh_l{k}")) for k in range(L)]  # (H, 4H)
+            self.head_w, self.head_b = _transposed_copy(model.head.weight), model.head.bias.clone()
             for gate_rows in (self.table, *self.w_ih[1:], *self.bias, *self.w_hh):
                 gate_rows[..., 2 * H : 3 * H] *= 2.0  # see step(): tanh(g) through sigmoid(2 g)
         self.gates = self.table.new_empty(B, 4 * H)  # (B, 4H), gate order i, f, g, o
@@ -69,6 +69,16 @@ class LSTMStepper:
             c.mul_(self.f).addcmul_(self.i, self.g, value=2.0).sub_(self.i)
             torch.mul(self.o, torch.tanh(c, out=self.c_tanh), out=h)
         return torch.addmm(self.head_b, self.h[-1], self.head_w, out=self.logits)
+
+
+def _transposed_copy(weight: torch.Tensor) -> torch.Tensor:
+    """``weight.T`` in its own memory, always.
+
+    ``.T.contiguous()`` is not enough: with hidden_size 1 the transpose of a (4, 1) weight is
+    already contiguous, so it would return a view of the model's own weight, and the in-place
+    doubling of the g rows below would double the model's weights with every new stepper.
+    """
+    return weight.T.clone(memory_format=torch.contiguous_format)
 
 
 def supports_fast_steps(model: CharLSTM) -> bool:

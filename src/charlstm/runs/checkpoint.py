@@ -2,8 +2,8 @@
 
 A checkpoint is one ``.safetensors`` file, self-contained and safe to load (no
 pickle): tensors for the weights, the optimizer's moments, the RNG state and
-the carried LSTM state, plus one JSON metadata entry holding the format
-version, configs, vocabulary, counters and everything else a resume needs.
+the carried LSTM state, plus one JSON metadata entry holding the typed
+``CheckpointMeta`` (``runs.meta``) and the optimizer's non-tensor state.
 """
 
 from __future__ import annotations
@@ -20,19 +20,21 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from charlstm.errors import CheckpointError
+from charlstm.runs.meta import CheckpointMeta
 
-FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 _META_KEY = "charlstm"
+_OPTIMIZER_KEY = "optimizer"  # param groups and scalars, beside the typed record
 
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: tensors by prefixed name and the metadata dict."""
+    """A loaded checkpoint: tensors by prefixed name, the metadata, the optimizer's layout."""
 
     path: Path
     tensors: dict[str, torch.Tensor]
-    meta: dict[str, Any]
+    meta: CheckpointMeta
+    optimizer_layout: dict[str, Any] | None = None
 
     def _group(self, prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
@@ -49,14 +51,17 @@ class Checkpoint:
 
     def optimizer_state(self) -> dict | None:
         """Rebuild ``optimizer.state_dict()`` from the flattened tensors and JSON."""
-        saved = self.meta.get("optimizer")
+        saved = self.optimizer_layout
         if saved is None:
             return None
-        state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in saved["scalars"].items()}
-        for name, tensor in self._group("optimizer/").items():
-            param_id, key = name.split("/", 1)
-            state.setdefault(int(param_id), {})[key] = tensor
-        return {"state": state, "param_groups": saved["param_groups"]}
+        try:
+            state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in saved["scalars"].items()}
+            for name, tensor in self._group("optimizer/").items():
+                param_id, key = name.split("/", 1)
+                state.setdefault(int(param_id), {})[key] = tensor
+            return {"state": state, "param_groups": saved["param_groups"]}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CheckpointError(f"{self.path}: bad checkpoint metadata: field optimizer") from None
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -76,7 +81,7 @@ def save_checkpoint(
     path: Path,
     *,
     model: torch.nn.Module,
-    meta: dict[str, Any],
+    meta: CheckpointMeta,
     optimizer: torch.optim.Optimizer | None = None,
     hidden: tuple[torch.Tensor, ...] | None = None,
     rng_states: list[torch.Tensor] | None = None,
@@ -86,9 +91,9 @@ def save_checkpoint(
     A crash mid-write leaves the previous file intact, never a half-written one.
     """
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {**meta, "format_version": FORMAT_VERSION}
+    record = meta.to_json()
     if optimizer is not None:
-        opt_tensors, meta["optimizer"] = _flatten_optimizer(optimizer)
+        opt_tensors, record[_OPTIMIZER_KEY] = _flatten_optimizer(optimizer)
         tensors.update(opt_tensors)
     if hidden is not None:
         tensors.update({f"hidden/{i}": h.detach().cpu().contiguous() for i, h in enumerate(hidden)})
@@ -99,7 +104,7 @@ def save_checkpoint(
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)})
+        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(record)})
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -107,39 +112,46 @@ def save_checkpoint(
     return path
 
 
-def _check_meta(path: Path, raw: dict[str, str] | None) -> dict[str, Any]:
-    if not raw or _META_KEY not in raw:
-        raise CheckpointError(f"{path}: a safetensors file, but not a charlstm checkpoint")
-    try:
-        meta = json.loads(raw[_META_KEY])
-    except json.JSONDecodeError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: corrupted or not a checkpoint (unreadable metadata)")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {version!r}, this charlstm reads format {FORMAT_VERSION}"
-        )
-    return meta
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    """The metadata alone, without reading the tensors."""
+def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The metadata JSON and the tensors' shapes, read from the header without the tensors."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return _check_meta(path, f.metadata())
+            raw = f.metadata()
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not iterable)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupted or not a checkpoint ({exc})") from None
+    if not raw or _META_KEY not in raw:
+        raise CheckpointError(f"{path}: a safetensors file, but not a charlstm checkpoint")
+    try:
+        record = json.loads(raw[_META_KEY])
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: corrupted or not a checkpoint (unreadable metadata)")
+    return record, shapes
+
+
+def read_meta(path: Path) -> CheckpointMeta:
+    """The metadata alone, without reading the tensors."""
+    record, _ = _read_header(path)
+    return CheckpointMeta.from_json({k: v for k, v in record.items() if k != _OPTIMIZER_KEY}, path)
+
+
+def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The model's tensor shapes by parameter name, from the header alone."""
+    _, shapes = _read_header(path)
+    return {k.removeprefix("model/"): v for k, v in shapes.items() if k.startswith("model/")}
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``; clear errors for anything else."""
-    meta = read_meta(path)
+    record, _ = _read_header(path)
+    layout = record.pop(_OPTIMIZER_KEY, None)
+    meta = CheckpointMeta.from_json(record, path)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupted or not a checkpoint ({exc})") from None
-    return Checkpoint(path, tensors, meta)
+    return Checkpoint(path, tensors, meta, layout)

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from charlstm.runs.checkpoint import SUFFIX, Checkpoint, load_checkpoint, read_meta
-from charlstm.data.vocab import Vocab
 from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
 from charlstm.errors import CheckpointError
-from charlstm.config.model import ModelConfig
-from charlstm.model.network import CharLSTM
+from charlstm.runs.checkpoint import SUFFIX, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +33,19 @@ def best_checkpoints(run_dir: Path) -> list[tuple[float, Path]]:
     for path in run_dir.glob("*" + SUFFIX):
         if path.name == LAST or path.name.startswith(".tmp-"):
             continue
-        meta = read_meta(path)
-        value = meta.get("metric", {}).get("value")
-        if value is not None:
-            found.append((float(value), path))
+        metric = read_meta(path).metric
+        if metric is not None:
+            found.append((metric.value, path))
     return sorted(found)
+
+
+def check_fresh(out_dir: Path) -> None:
+    """Refuse to start a run over an existing one: its checkpoints would be mixed or lost."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another output folder")
+    if (out_dir / CONFIG_FILE).exists() or any(out_dir.glob("*" + SUFFIX)):
+        raise CheckpointError(f"{out_dir} already holds a run; resume it or choose another output folder",
+                              hint=f"--resume {out_dir}, or another --out")
 
 
 def resolve_checkpoint(path: Path, which: str = "best") -> Path:
@@ -61,13 +64,31 @@ def resolve_checkpoint(path: Path, which: str = "best") -> Path:
     raise CheckpointError(f"{path}: holds no checkpoint ({LAST} or a best checkpoint)")
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """How a run was started, from RUN/config.json (the configs themselves live in checkpoints)."""
+
+    preset: str | None = None
+    sources: tuple[str, ...] = ()
+    data_dir: str = DATA_DIR  # relative to the run folder, or an absolute prepared folder
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    """RUN/config.json's provenance; a run folder without one gets the defaults."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return RunRecord()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return RunRecord(preset=raw.get("preset"), sources=tuple(raw.get("sources", ())),
+                         data_dir=str(raw.get("data_dir", DATA_DIR)))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: unreadable or damaged ({exc})") from None
+
+
 def data_dir(run_dir: Path) -> Path:
     """The run's prepared data: RUN/data, or the prepared folder the run was started on."""
-    config_path = run_dir / CONFIG_FILE
-    recorded = DATA_DIR
-    if config_path.is_file():
-        recorded = json.loads(config_path.read_text(encoding="utf-8")).get("data_dir", DATA_DIR)
-    return run_dir / recorded  # an absolute recorded path replaces run_dir
+    return run_dir / read_record(run_dir).data_dir  # an absolute recorded path replaces run_dir
 
 
 def run_dir_of(checkpoint_path: Path) -> Path | None:
@@ -83,6 +104,12 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def best_record(metrics: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The metrics record with the lowest ``key`` (first on ties), or None when none has it."""
+    scored = [m for m in metrics if m.get(key) is not None]
+    return min(scored, key=lambda m: m[key]) if scored else None
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -16,8 +16,6 @@ a stop flag between characters, which the response sets when its client goes awa
 
 import asyncio
 import logging
-import math
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -28,7 +26,9 @@ from typing import Any
 
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError, ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generation.generators import generate
+from charlstm.generation.generators import collect_samples, generate
+from charlstm.generation.sampling import draw_seed
+from charlstm.model.loss import bits_per_char
 from charlstm.runs.loading import LoadedModel, load_model, run_info
 from charlstm.serve.schemas import GenerateRequestBase, GenerateResponse, ModelInfo, ServeLimits
 
@@ -52,30 +52,28 @@ class ApiError(Exception):
 
 def api_error(exc: CharLSTMError) -> ApiError:
     """A library error met while generating, as the 422 the client should get."""
-    if isinstance(exc, UnknownCharactersError):
-        shown = ", ".join(repr(c) for c in exc.unknown)
-        message = (f"{len(exc.unknown)} prompt character(s) not in the model's vocabulary: {shown}; "
-                   "send unknown='drop' or unknown='replace' to handle them")
-        return ApiError(422, message, "prompt", unknown_characters=exc.unknown)
+    if isinstance(exc, UnknownCharactersError):  # its message names the request's own field
+        return ApiError(422, str(exc), "prompt", unknown_characters=exc.unknown)
     # After validation, the only text a request brings is its prompt.
     return ApiError(422, str(exc), "prompt" if isinstance(exc, CorpusError) else None)
 
 
 def model_facts(name: str, loaded: LoadedModel) -> dict[str, Any]:
     """What ``GET /v1/model`` says about a model, gathered once at start-up."""
-    facts = run_info(loaded.path)
-    metric = facts.get("metric") or {}
+    summary = run_info(loaded.path)  # headers and metrics only: the weights are loaded once
+    meta, metric = summary.meta, summary.meta.metric
     bits = None
-    if facts.get("best_val"):
-        bits = {"split": "val", "value": facts["best_val"]["val_bits_per_char"]}
-    elif metric.get("name") in ("val_loss", "train_loss"):  # a checkpoint away from its run folder
-        bits = {"split": metric["name"].removesuffix("_loss"), "value": metric["value"] / math.log(2)}
+    if summary.best_val is not None:
+        bits = {"split": "val", "value": summary.best_val["val_bits_per_char"]}
+    elif metric is not None:  # a checkpoint away from its run folder
+        bits = {"split": metric.name.removesuffix("_loss"), "value": bits_per_char(metric.value)}
+    record = meta.to_json()
     return ModelInfo(
-        name=name, checkpoint=Path(facts["checkpoint"]).name, framing=facts["framing"],
-        vocab_size=facts["vocab_size"], vocab=loaded.vocab.to_list(), parameters=facts["parameters"],
-        bits_per_char=bits, best_val=facts.get("best_val"), last_eval=facts["last_eval"],
-        progress=facts["progress"],
-        config={part: facts[f"{part}_config"] for part in ("model", "train", "corpus")},
+        name=name, checkpoint=summary.checkpoint.name, framing=str(meta.train_config.framing),
+        vocab_size=len(meta.vocab), vocab=list(meta.vocab), parameters=summary.parameters,
+        bits_per_char=bits, best_val=summary.best_val, last_eval=meta.last_eval,
+        progress=record["progress"],
+        config={part: record[f"{part}_config"] for part in ("model", "train", "corpus")},
     ).model_dump()
 
 
@@ -137,7 +135,7 @@ class Service:
         if body.unknown == "replace" and body.replacement not in served.loaded.vocab.index:
             raise ApiError(422, f"replacement {body.replacement!r} is not in the model's vocabulary",
                            "replacement")
-        seed = body.seed if body.seed is not None else random.SystemRandom().randrange(2**31)
+        seed = body.seed if body.seed is not None else draw_seed()
         settings = body.model_dump(exclude={"model", "prompt"})
         try:
             return served, SampleConfig(**{**settings, "seed": seed})
@@ -170,16 +168,11 @@ class Service:
         try:
             started = time.perf_counter()
             prompt_text, steps = generate(served.loaded, prompt or None, config)
-            samples: list[list[str]] = [[] for _ in range(config.num_samples)]
-            for step in steps:
-                for sample, ch in zip(samples, step, strict=True):
-                    sample.append(ch)
-                if stop.is_set():
-                    break
+            texts = collect_samples(steps, config.num_samples, stop.is_set)
             elapsed = time.perf_counter() - started
-            characters = sum(len(s) for s in samples)
+            characters = sum(len(s) for s in texts)
             return GenerateResponse(
-                model=served.name, prompt=prompt_text, texts=["".join(s) for s in samples],
+                model=served.name, prompt=prompt_text, texts=texts,
                 seed=config.seed, characters=characters, elapsed_s=round(elapsed, 6),
                 chars_per_s=round(characters / elapsed, 1) if elapsed > 0 else 0.0,
             ).model_dump()

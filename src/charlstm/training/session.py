@@ -1,9 +1,8 @@
-"""The library's front door: start, resume and run training with plain arguments.
+"""Starting a run: the library's front door for training (start, resume, train), with plain arguments.
 
 The CLI is a thin layer over these functions; a notebook calls them directly::
 
-    from charlstm import load_model, generate_text
-    from charlstm.training import trainer as train
+    from charlstm import train, load_model, generate_text
     result = train(out_dir="runs/alice", preset="default", time_budget=300)
 """
 
@@ -16,14 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from charlstm import presets
 from charlstm.config.corpus import CorpusConfig
-from charlstm.config.model import ModelConfig
 from charlstm.config.train import RESUMABLE_FIELDS, TrainConfig
 from charlstm.data.prepare import prepare_corpus
 from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
 from charlstm.data.sources import default_corpus_path
 from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
+from charlstm.model.runtime import seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
 from charlstm.runs.folder import config_record
@@ -31,17 +32,6 @@ from charlstm.training import distributed
 from charlstm.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
-
-
-def _check_fresh(out_dir: Path) -> None:
-    """Refuse to start over an existing run: its checkpoints would be mixed or lost."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
-    if (out_dir / runs.CONFIG_FILE).exists() or any(out_dir.glob("*.safetensors")):
-        raise CheckpointError(
-            f"{out_dir} already holds a run; continue it with --resume {out_dir} "
-            "or choose another --out"
-        )
 
 
 def _prepare_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, train_cfg: TrainConfig,
@@ -52,7 +42,7 @@ def _prepare_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, tr
     """
     if len(paths) == 1 and (paths[0] / META_FILE).is_file():
         data = open_prepared(paths[0])
-        prepared_with = CorpusConfig(**data.meta.get("corpus_config", {}))
+        prepared_with = data.corpus_config or CorpusConfig()
         if prepared_with != corpus_cfg and prepare:
             log.warning("using the data folder's cleaning (%s), not the preset's", prepared_with)
         return data, prepared_with, str(paths[0].resolve())
@@ -76,7 +66,7 @@ def start_run(
     out_dir = Path(out_dir)
     model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
     dist = distributed.from_environment()
-    _check_fresh(out_dir)
+    runs.check_fresh(out_dir)
     dist.barrier()  # every process has looked before rank 0 creates anything
     paths = [Path(s) for s in sources] if sources else [default_corpus_path()]
     created = not out_dir.exists()
@@ -97,8 +87,10 @@ def start_run(
         data, corpus_cfg, data_dir = prepared
         out_dir.mkdir(parents=True, exist_ok=True)  # a run on a prepared folder writes nothing else yet
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
+        seed_everything(train_cfg.seed)  # the initial weights and dropout draws follow the seed
         trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
                           dist=dist)
+        seed_processes(train_cfg.seed, dist)
     except BaseException:
         if created and dist.is_main:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -106,14 +98,10 @@ def start_run(
     if dist.is_main:
         runs.write_config(out_dir, config_record(model_cfg, train_cfg, corpus_cfg, preset=preset,
                                                  sources=[str(p) for p in paths], data_dir=data_dir))
-    log.info("Total Characters: %d", data.meta["total_characters"])
+    log.info("Total Characters: %d", data.total_characters)
     log.info("Total Vocab: %d", len(data.vocab))
-    if train_cfg.framing == "window":
-        log.info("Total Patterns: %d", trainer.batches.num_patterns)
-    else:
-        log.info("Sequences: %d rows x %d batches of %d characters per epoch",
-                 train_cfg.batch_size, len(trainer.batches), train_cfg.seq_len)
-    log.info("Splits: %s", ", ".join(f"{k} {v}" for k, v in data.meta["sizes"].items()))
+    log.info("%s", trainer.batches.describe())
+    log.info("Splits: %s", ", ".join(f"{k} {v}" for k, v in data.sizes.items()))
     log.info("Parameters: %d trainable", trainer.model.num_parameters())
     return trainer
 
@@ -133,13 +121,13 @@ def resume_run(
             f"cannot change {', '.join(sorted(changed))} when resuming; only "
             f"{', '.join(sorted(RESUMABLE_FIELDS))} may change"
         )
-    model_cfg = ModelConfig(**meta["model_config"])
-    train_cfg = replace(TrainConfig(**meta["train_config"]), **(overrides or {}))
-    corpus_cfg = CorpusConfig(**meta["corpus_config"])
+    train_cfg = replace(meta.train_config, **(overrides or {}))
     data = open_prepared(runs.data_dir(run_dir))
-    trainer = Trainer(run_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
-                      dist=distributed.from_environment())
-    trainer.restore(last)
+    dist = distributed.from_environment()
+    seed_everything(train_cfg.seed)  # overwritten by the saved RNG state; Python and NumPy keep this
+    trainer = Trainer(run_dir, data, meta.model_config, train_cfg, meta.corpus_config,
+                      progress_bar=progress_bar, dist=dist)
+    trainer.checkpoints.restore(last)
     log.info("resuming %s at step %d, epoch %d", run_dir, trainer.progress.step, trainer.progress.epoch + 1)
     return trainer
 
@@ -154,8 +142,18 @@ def train(
     **overrides: Any,
 ) -> TrainResult:
     """Train a new run into ``out_dir``, or continue ``resume``; keyword overrides name config fields."""
-    if resume is not None:
-        return resume_run(resume, overrides=overrides, progress_bar=progress_bar).fit()
-    if out_dir is None:
-        raise ConfigError("give out_dir for a new run (or resume=RUN)")
-    return start_run(sources, out_dir, preset=preset, overrides=overrides, progress_bar=progress_bar).fit()
+    try:
+        if resume is not None:
+            return resume_run(resume, overrides=overrides, progress_bar=progress_bar).fit()
+        if out_dir is None:
+            raise ConfigError("give out_dir for a new run (or resume=RUN)", hint="--out RUN_FOLDER")
+        return start_run(sources, out_dir, preset=preset, overrides=overrides,
+                         progress_bar=progress_bar).fit()
+    finally:
+        distributed.shutdown()  # leave the process group torchrun's processes joined
+
+
+def seed_processes(seed: int, dist: distributed.Distributed) -> None:
+    """Give each process of a distributed run its own dropout draws (after DDP copied rank 0's weights)."""
+    if dist.enabled:
+        torch.manual_seed(seed + dist.rank)

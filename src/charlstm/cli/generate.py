@@ -1,0 +1,100 @@
+"""``charlstm generate``, ``eval`` and ``info``: use and inspect a trained run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from charlstm.cli.options import config_flags
+from charlstm.config.sample import SampleConfig
+
+
+@config_flags(SampleConfig)
+def generate(
+    run: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a checkpoint file.")],
+    prompt: Annotated[
+        str | None, typer.Option(help="Text to continue (default: as the model was trained).")
+    ] = None,
+    interactive: Annotated[bool, typer.Option(help="Type text, the model continues it; /quit ends.")] = False,
+    device: Annotated[str, typer.Option()] = "cpu",
+    **settings: Any,
+) -> None:
+    """Generate text, printing it as it comes."""
+    from charlstm.generation.generators import collect_samples
+    from charlstm.generation.generators import generate as run_generate
+    from charlstm.model.runtime import resolve_device
+    from charlstm.runs.loading import load_model
+
+    config = SampleConfig(**settings)
+    loaded = load_model(run, resolve_device(device))
+    if interactive:
+        from charlstm.generation.interactive import interactive as run_interactive
+
+        typer.echo("Type text and press Enter; the model continues it. Enter alone: more; "
+                   "/reset: new text; /quit or Ctrl-D: end.", err=True)
+        run_interactive(loaded, config, _read_line, _write_now)
+        return
+    used_prompt, steps = run_generate(loaded, prompt or None, config)
+    if not prompt and loaded.framing.announces_default_prompt:
+        typer.echo(f'Seed:\n"{used_prompt}"', err=True)
+    if config.num_samples == 1:
+        sys.stdout.write(used_prompt)
+        for step in steps:
+            _write_now(step[0])
+        sys.stdout.write("\n")
+        return
+    for i, sample in enumerate(collect_samples(steps, config.num_samples)):
+        typer.echo(f"--- sample {i + 1} ---\n{used_prompt}{sample}")
+
+
+def _read_line() -> str | None:
+    try:
+        return input("> ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+def _write_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@config_flags(SampleConfig, only={"unknown", "replacement"})
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    text: Annotated[
+        list[Path] | None, typer.Argument(help="Score this text instead of the held-out split.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="val or test, when no TEXT is given.")] = "val",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option()] = "cpu",
+    **settings: Any,
+) -> None:
+    """Loss (nats/char), bits/char and perplexity on held-out or given text."""
+    from charlstm.analysis.evaluate import score_run
+
+    result = score_run(run, text, split=split, device=device, **settings)
+    if json_out:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        typer.echo(f"loss {result.loss:.4f} nats/char, {result.bits_per_char:.4f} bits/char, "
+                   f"perplexity {result.perplexity:.3f} over {result.characters} characters")
+
+
+def info(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Config, vocabulary, parameter count and best metrics of a run."""
+    from charlstm.runs.loading import run_info
+
+    facts = run_info(run).as_dict()
+    if json_out:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    for key, value in facts.items():
+        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict | list) else value}")

@@ -1,0 +1,95 @@
+"""``charlstm import-keras``, ``export``, ``report``, ``presets`` and ``serve``: runs in and out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charlstm import presets
+
+
+def import_keras(
+    weights: Annotated[Path, typer.Argument(help="The tutorial's weights-improvement-*.hdf5 file.")],
+    text: Annotated[
+        Path, typer.Option(help="The text the model was trained on (the tutorial's wonderland.txt).")
+    ],
+    out: Annotated[Path, typer.Option(help="New run folder.")],
+) -> None:
+    """Turn a Keras tutorial checkpoint into a charlstm run (needs h5py: the keras extra)."""
+    from charlstm.interop.keras_import import import_keras as run_import
+
+    path = run_import(weights, text, out)
+    typer.echo(f"wrote {path}; try: charlstm generate {out} --greedy", err=True)
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a checkpoint file.")],
+    out: Annotated[Path, typer.Option(help="File to write (model.onnx, model.safetensors).")],
+    format: Annotated[str, typer.Option("--format", help="onnx or safetensors.")] = "onnx",
+) -> None:
+    """Export for other runtimes: a single-step ONNX graph, or weights + config + vocab."""
+    from charlstm.interop.export import export as run_export
+    from charlstm.runs.loading import load_model
+
+    path = run_export(load_model(run), format, out)
+    typer.echo(f"wrote {path}", err=True)
+
+
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: RUN/report.html).")] = None,
+    length: Annotated[int, typer.Option(help="Characters per sample.")] = 400,
+    prompt: Annotated[
+        str | None, typer.Option(help="Text to continue (default: as the model was trained).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="One seed for every temperature's sample.")] = 1,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """An HTML report: loss curves, best figures, samples and how much they copy (needs matplotlib)."""
+    from charlstm.analysis.report import build_report
+
+    path = build_report(run, out, length=length, prompt=prompt or None, seed=seed, device=device)
+    typer.echo(f"wrote {path}", err=True)
+
+
+def list_presets() -> None:
+    """List the presets and what each pins."""
+    for name, preset in presets.PRESETS.items():
+        typer.echo(f"{name}: {preset.description}")
+        for part in ("model", "train", "corpus"):
+            typer.echo(f"  {part}: {json.dumps(asdict(getattr(preset, part)))}")
+
+
+def serve(
+    run: Annotated[
+        Path | None, typer.Argument(help="Run folder or checkpoint to serve, named after itself.")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="NAME=PATH; repeat to serve several models.")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it to this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    max_prompt_chars: Annotated[int | None, typer.Option(help="Longest prompt accepted.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Most new characters per sample.")] = None,
+    max_num_samples: Annotated[int | None, typer.Option(help="Most samples per request.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Generations at once; more get 503.")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Serve models over HTTP: a JSON API, streamed generation and a web page (the serve extra)."""
+    # The optional extra, imported only here; without it the import raises a CharLSTMError saying so.
+    from charlstm.serve import app as serving
+
+    # Hand-written, not made from ServeLimits' fields: those live beside the extra's pydantic models.
+    limits = {"max_prompt_chars": max_prompt_chars, "max_length": max_length,
+              "max_num_samples": max_num_samples, "max_concurrent": max_concurrent}
+    models = serving.model_paths(run, model or [])
+    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    serving.run_server(models, serving.ServeLimits(**{k: v for k, v in limits.items() if v is not None}),
+                       host=host, port=port, device=device, log_level=log_level)

@@ -1,0 +1,1 @@
+"""Run folders and checkpoints: the only reader and writer of files a run keeps."""

@@ -1,0 +1,127 @@
+"""Loading a run's model for use: a checkpoint rebuilt into a model, with its vocabulary and framing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from charlstm.data.prepared import open_prepared
+from charlstm.data.vocab import Vocab
+from charlstm.errors import CheckpointError
+from charlstm.framing import Framing, framing_for
+from charlstm.model.network import CharLSTM, describe_shapes
+from charlstm.runs.checkpoint import Checkpoint, load_checkpoint, read_meta, read_shapes
+from charlstm.runs.folder import (
+    best_checkpoints,
+    best_record,
+    data_dir,
+    read_metrics,
+    resolve_checkpoint,
+    run_dir_of,
+)
+from charlstm.runs.meta import CheckpointMeta
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use, with everything its checkpoint carried."""
+
+    model: CharLSTM
+    meta: CheckpointMeta
+    path: Path
+
+    @cached_property
+    def vocab(self) -> Vocab:
+        return self.meta.vocabulary
+
+    @cached_property
+    def framing(self) -> Framing:
+        return framing_for(self.meta.train_config)
+
+    @property
+    def seq_len(self) -> int:
+        return self.framing.seq_len
+
+    @property
+    def run_dir(self) -> Path | None:
+        return run_dir_of(self.path)
+
+    def training_ids(self) -> np.ndarray | None:
+        """The run's training split (a memmap), when the checkpoint sits in its run folder."""
+        run_dir = self.run_dir
+        if run_dir is None or not (data_dir(run_dir) / "train.bin").exists():
+            return None
+        return open_prepared(data_dir(run_dir)).split("train")
+
+
+def check_shapes(meta: CheckpointMeta, shapes: dict[str, tuple[int, ...]], path: Path) -> int:
+    """Refuse weights that do not fit the config before any is allocated; the parameter count."""
+    parameters, expected = describe_shapes(meta.model_config)
+    if shapes != expected:
+        wrong = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
+        name = wrong[0]
+        raise CheckpointError(
+            f"{path}: weights do not fit the stored model_config: {name} is "
+            f"{shapes.get(name, 'missing')}, the config wants {expected.get(name, 'no such tensor')}")
+    return parameters
+
+
+def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> CharLSTM:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    check_shapes(ckpt.meta, {k: tuple(v.shape) for k, v in ckpt.model_state().items()}, ckpt.path)
+    model = CharLSTM(ckpt.meta.model_config)
+    model.load_state_dict(ckpt.model_state())
+    return model.to(device)
+
+
+def load_model(path: Path, device: torch.device | str = "cpu", which: str = "best") -> LoadedModel:
+    """Load a run folder's best (or a given) checkpoint for inference."""
+    ckpt = load_checkpoint(resolve_checkpoint(Path(path), which))
+    model = build_model(ckpt, device)
+    model.eval()
+    return LoadedModel(model, ckpt.meta, ckpt.path)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run is and how well it did, read from headers and metrics without any weights."""
+
+    checkpoint: Path
+    meta: CheckpointMeta
+    parameters: int
+    best_checkpoints: list[tuple[str, float]] | None  # (file name, metric), best first
+    best_val: dict[str, Any] | None  # the best metrics.jsonl record by val_loss: step and figures
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``charlstm info --json``."""
+        meta = self.meta.to_json()
+        facts: dict[str, Any] = {
+            "checkpoint": str(self.checkpoint), "vocab_size": len(self.meta.vocab),
+            "parameters": self.parameters, "framing": str(self.meta.train_config.framing),
+            **{k: meta[k] for k in ("progress", "metric", "last_eval", "model_config", "train_config",
+                                    "corpus_config")},
+        }
+        if self.best_checkpoints is not None:
+            facts["best_checkpoints"] = [{"path": n, "value": v} for n, v in self.best_checkpoints]
+        if self.best_val is not None:
+            facts["best_val"] = self.best_val
+        return facts
+
+
+def run_info(path: Path) -> RunSummary:
+    """Summarise a run folder (its best checkpoint) or a checkpoint file; reads no weights."""
+    checkpoint = resolve_checkpoint(Path(path))
+    meta = read_meta(checkpoint)
+    parameters = check_shapes(meta, read_shapes(checkpoint), checkpoint)
+    run_dir = run_dir_of(checkpoint)
+    if run_dir is None:
+        return RunSummary(checkpoint, meta, parameters, None, None)
+    best = [(p.name, v) for v, p in best_checkpoints(run_dir)]
+    record = best_record(read_metrics(run_dir), "val_loss")
+    best_val = None if record is None else {k: record[k] for k in ("step", "val_loss", "val_bits_per_char")}
+    return RunSummary(checkpoint, meta, parameters, best, best_val)

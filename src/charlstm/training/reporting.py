@@ -1,0 +1,81 @@
+"""The evaluation schedule: when a run scores its held-out text, and what it records then.
+
+An evaluation is due every ``eval_every`` steps and at every epoch's end. It checks the
+weights are finite, scores the validation split, appends a line to ``metrics.jsonl``, logs it,
+and hands the metric to the checkpoint policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from charlstm.errors import TrainingDivergedError
+from charlstm.model.loss import EvalResult
+from charlstm.runs import folder
+from charlstm.training.events import ReportEnd, ReportStart
+
+if TYPE_CHECKING:
+    from charlstm.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Evaluates one trainer's model and records the result."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.last_step = -1  # the step of the latest report
+
+    def due(self, step: int, epoch_end: bool) -> bool:
+        every = self.trainer.config.eval_every
+        return epoch_end or bool(every and step % every == 0)
+
+    def evaluate_val(self) -> EvalResult | None:
+        t = self.trainer
+        if len(t.val_ids) <= t.config.seq_len:
+            return None
+        return t.framing.evaluate(t.model, t.val_ids, device=t.device, max_chars=t.config.eval_max_chars)
+
+    def report(self, recent_loss: float | None, epoch_end: bool, elapsed: float) -> None:
+        """Evaluate, log a metrics line, keep the best checkpoints and write ``last``."""
+        t = self.trainer
+        p, c = t.progress, t.config
+        t.callbacks.emit(ReportStart(p.step))
+        record: dict[str, Any] = {"step": p.step, "epoch": p.epoch + 1, "elapsed_s": round(elapsed, 2),
+                                  "lr": t.optimizer.param_groups[0]["lr"]}
+        if recent_loss is not None:
+            record["train_loss"] = recent_loss
+        if epoch_end and p.epoch_samples:
+            record["epoch_train_loss"] = float(t.dist.mean(t.epoch_sum)) / p.epoch_samples
+        self.check_finite(recent_loss)
+        t.checkpoints.gather()
+        self.last_step = p.step
+        if not t.dist.is_main:  # rank 0 alone evaluates, logs and writes; the weights are the same
+            t.callbacks.emit(ReportEnd(p.step, {}))
+            return
+        result = self.evaluate_val()
+        if result is not None:
+            record.update({f"val_{k}": v for k, v in result.as_dict().items() if k != "characters"})
+        metric_key = "val_loss" if c.checkpoint_metric == "val_loss" else "epoch_train_loss"
+        t.last_eval = record
+        folder.append_metrics(t.run_dir, record)
+        log.info("step %d epoch %d: %s", p.step, p.epoch + 1,
+                 ", ".join(f"{k} {v:.4f}" for k, v in record.items() if "loss" in k or "bits" in k))
+        t.checkpoints.keep_if_best(record.get(metric_key))
+        t.checkpoints.save_last()
+        t.callbacks.emit(ReportEnd(p.step, record))
+
+    def check_finite(self, recent_loss: float | None) -> None:
+        """Refuse to go on (or save) once the loss or any weight is NaN or infinite."""
+        t = self.trainer
+        sums = torch.stack([p.detach().float().sum() for p in t.model.parameters()])
+        if not bool(sums.isfinite().all()) or (recent_loss is not None and not math.isfinite(recent_loss)):
+            raise TrainingDivergedError(
+                f"training diverged at step {t.progress.step} (loss {recent_loss}); the last good "
+                f"checkpoint is kept in {t.run_dir}; try a lower lr or grad_clip",
+                hint="--lr, --grad-clip")
