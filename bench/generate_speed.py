@@ -4,9 +4,9 @@ Three ways to sample from the same model (random weights: speed does not depend
 on them), at batch 1 and batch 64, interleaved round by round (their order
 rotates), so a machine that slows down slows all three:
 
-- stateful: ``charlstm.generate.stream_ids``, prompt read once, then one step per
+- stateful: ``continue_ids`` with stream framing, prompt read once, then one step per
   character through the LSTMStepper;
-- window: ``charlstm.generate.window_ids`` with seq_len 100, the Keras tutorial's
+- window: ``continue_ids`` with window framing with seq_len 100, the Keras tutorial's
   method: the whole window is re-run for every character (fewer characters: it is slow);
 - plain: nn.LSTMCell per layer (weights copied from the model's nn.LSTM) +
   embedding + linear + softmax + torch.multinomial per step, the loop one writes
@@ -33,7 +33,8 @@ from torch import nn
 import _report
 from charlstm.config.model import ModelConfig
 from charlstm.config.sample import SampleConfig
-from charlstm.generation.generators import stream_ids, window_ids
+from charlstm.framing import StreamFraming, WindowFraming
+from charlstm.generation.generators import continue_ids
 from charlstm.generation.sampling import make_generator
 from charlstm.model.network import CharLSTM
 
@@ -99,11 +100,11 @@ def make_methods(model: CharLSTM, prompt: torch.Tensor):
 
     def stateful(batch: int, length: int, gen: torch.Generator) -> torch.Tensor:
         config = SampleConfig(length=length, num_samples=batch, temperature=TEMPERATURE)
-        return torch.stack(list(stream_ids(model, prompt, config, gen)), 1)
+        return torch.stack(list(continue_ids(model, StreamFraming(1), prompt, config, gen)), 1)
 
     def window(batch: int, length: int, gen: torch.Generator) -> torch.Tensor:
         config = SampleConfig(length=length, num_samples=batch, temperature=TEMPERATURE)
-        return torch.stack(list(window_ids(model, prompt, WINDOW, config, gen)), 1)
+        return torch.stack(list(continue_ids(model, WindowFraming(WINDOW), prompt, config, gen)), 1)
 
     def plain_loop(batch: int, length: int, gen: torch.Generator) -> torch.Tensor:
         return plain.generate(prompt, batch, length, gen)

@@ -49,8 +49,18 @@ def ddp_run(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     words = ["alice", "rabbit", "queen", "tea", "the", "a", "said", "very", "little", "door"]
     text.write_text(" ".join(rng.choice(words, 3000)) + "\n", encoding="utf-8")
-    mp.spawn(_worker, args=(2, _free_port(), str(text), str(root / "run")), nprocs=2, join=True)
-    return root / "run"
+    # Gloo on this 2-core machine now and then aborts a process while the two connect (seen in
+    # about 1 start of 10, within the first seconds, and with the code before the redesign
+    # too): such a start is retried in a fresh folder on a fresh port; anything else fails.
+    for attempt in range(3):
+        run = root / f"run-{attempt}"
+        try:
+            mp.spawn(_worker, args=(2, _free_port(), str(text), str(run)), nprocs=2, join=True)
+            return run
+        except mp.ProcessExitedException as exc:
+            if exc.signal_name != "SIGABRT" or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def test_each_process_reads_its_own_rows_and_together_they_read_the_whole_batch(ddp_run):

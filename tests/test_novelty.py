@@ -7,15 +7,25 @@ from fractions import Fraction
 
 import pytest
 
-from charlstm.analysis.novelty import (
-    NoveltyIndex,
-    longest_copied_span,
-    ngram_overlap,
-    novelty,
-    word_overlap,
-    words,
-)
+from charlstm.analysis.novelty import DEFAULT_NS, NoveltyIndex, words
 from charlstm.errors import ConfigError
+
+
+# One sample against one text: an index per call, as the report never does (it builds one).
+def ngram_overlap(sample: str, text: str, n: int) -> float | None:
+    return NoveltyIndex(text, ns=(n,)).ngram_overlap(sample, n)
+
+
+def longest_copied_span(sample: str, text: str) -> str:
+    return NoveltyIndex(text, ns=()).longest_copied_span(sample)
+
+
+def word_overlap(sample: str, text: str) -> float | None:
+    return NoveltyIndex(text, ns=()).word_overlap(sample)
+
+
+def novelty(sample: str, text: str, ns=DEFAULT_NS) -> dict:
+    return NoveltyIndex(text, ns).novelty(sample)
 
 TEXT = "the quick brown fox jumps over the lazy dog while alice reads her book by the river"
 

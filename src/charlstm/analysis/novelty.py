@@ -167,22 +167,3 @@ class NoveltyIndex:
             "word_overlap": self.word_overlap(sample),
         }
 
-
-def ngram_overlap(sample: str, training_text: str, n: int) -> float | None:
-    """Share of ``sample``'s character n-grams found verbatim in ``training_text`` (None if too short)."""
-    return NoveltyIndex(training_text, ns=(n,)).ngram_overlap(sample, n)
-
-
-def longest_copied_span(sample: str, training_text: str) -> str:
-    """The longest substring of ``sample`` found verbatim in ``training_text``."""
-    return NoveltyIndex(training_text, ns=()).longest_copied_span(sample)
-
-
-def word_overlap(sample: str, training_text: str) -> float | None:
-    """Share of ``sample``'s words that are words of ``training_text`` (None if it has none)."""
-    return NoveltyIndex(training_text, ns=()).word_overlap(sample)
-
-
-def novelty(sample: str, training_text: str, ns: Iterable[int] = DEFAULT_NS) -> dict[str, Any]:
-    """Every measure for one sample; build a ``NoveltyIndex`` instead to score several."""
-    return NoveltyIndex(training_text, ns).novelty(sample)

@@ -30,6 +30,11 @@ _END = re.compile(
 )
 
 
+def normalize_newlines(text: str) -> str:
+    """CRLF and CR become LF (a CR at the end of a piece may be half a CRLF: hold it back first)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def _may_hold_marker(text: str) -> bool:
     """A cheap test before the footer search: plain substring checks run at memory speed."""
     return "utenberg" in text or "UTENBERG" in text
@@ -89,8 +94,7 @@ class TextCleaner:
         self._cr = ""
         if chunk.endswith("\r") and not final:
             chunk, self._cr = chunk[:-1], "\r"
-        if "\r" in chunk:
-            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
+        chunk = normalize_newlines(chunk)
         chunk = self._nfc + chunk
         cut = len(chunk)
         if not final:
@@ -142,5 +146,5 @@ def clean_document(text: str, config: CorpusConfig | None = None) -> str:
 def clean_prompt(text: str, config: CorpusConfig) -> str:
     """Clean user text (a prompt) as the training text was, minus the whole-document steps."""
     if config.normalize:
-        text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+        text = unicodedata.normalize("NFC", normalize_newlines(text))
     return text.lower() if config.lowercase else text

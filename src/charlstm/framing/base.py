@@ -63,6 +63,8 @@ class Framing(ABC):
     name: ClassVar[FramingName]
     # Whether generation from no prompt shows the prompt it drew (the tutorial prints "Seed:").
     announces_default_prompt: ClassVar[bool] = False
+    # Whether a generation step is one tiny step of the network, which runs faster on one thread.
+    single_steps: ClassVar[bool] = True
 
     def __init__(self, seq_len: int):
         self.seq_len = seq_len  # T: BPTT length or window length

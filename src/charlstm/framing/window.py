@@ -24,6 +24,7 @@ class WindowFraming(Framing):
 
     name = FramingName.WINDOW
     announces_default_prompt = True
+    single_steps = False  # each step re-reads a whole window: intra-op threads help it
 
     def batches(self, ids: np.ndarray, batch_size: int, *, seed: int, shuffle: bool, rank: int = 0,
                 world_size: int = 1) -> WindowBatches:

@@ -56,7 +56,8 @@ def continue_ids(
         # A step at small batch is a few microseconds of work per op; splitting it across threads
         # costs more in hand-offs than it gains (about 7% at batch 1 on 2 cores).
         device = model.head.weight.device
-        small = device.type == "cpu" and config.num_samples * model.config.hidden_size <= SMALL_STEP
+        small = (framing.single_steps and device.type == "cpu"
+                 and config.num_samples * model.config.hidden_size <= SMALL_STEP)
         with intra_op_threads(1) if small else contextlib.nullcontext():
             yield from _sample_steps(reader, config, generator, device)
     finally:

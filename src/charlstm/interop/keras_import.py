@@ -28,6 +28,7 @@ import torch
 from charlstm import presets
 from charlstm.config.corpus import CorpusConfig
 from charlstm.config.model import ModelConfig
+from charlstm.data.cleaning import normalize_newlines
 from charlstm.data.prepared import write_prepared
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError, CorpusError
@@ -110,7 +111,7 @@ def tutorial_vocab_candidates(text_path: Path) -> dict[str, tuple[str, CorpusCon
     python2 = raw.lower().decode("latin-1")
     try:
         # Python 3: UTF-8 with universal newlines (open() turns \r\n and \r into \n).
-        python3 = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").lower()
+        python3 = normalize_newlines(raw.decode("utf-8")).lower()
     except UnicodeDecodeError:
         python3 = None
     base = CorpusConfig(lowercase=True, strip_gutenberg=False, normalize=False)
@@ -118,6 +119,22 @@ def tutorial_vocab_candidates(text_path: Path) -> dict[str, tuple[str, CorpusCon
     if python3 is not None:
         found["Python 3 text"] = (python3, replace(base, encoding="utf-8"))
     return found
+
+
+def keras_weights_to_model(config: ModelConfig, lstm_layers: list[dict[str, Any]],
+                           dense: dict[str, Any]) -> CharLSTM:
+    """A CharLSTM holding Keras's LSTM and Dense weights (kernels transposed, bias_hh zero)."""
+    model = CharLSTM(config)
+    state = model.state_dict()
+    for index, w in enumerate(lstm_layers):
+        state[f"rnn.weight_ih_l{index}"] = torch.from_numpy(w["kernel"].T.copy())
+        state[f"rnn.weight_hh_l{index}"] = torch.from_numpy(w["recurrent_kernel"].T.copy())
+        state[f"rnn.bias_ih_l{index}"] = torch.from_numpy(w["bias"].copy())
+        state[f"rnn.bias_hh_l{index}"] = torch.zeros_like(state[f"rnn.bias_hh_l{index}"])
+    state["head.weight"] = torch.from_numpy(dense["kernel"].T.copy())
+    state["head.bias"] = torch.from_numpy(dense["bias"].copy())
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model
 
 
 def import_keras(weights_path: Path, text_path: Path, out_dir: Path) -> Path:
@@ -152,17 +169,7 @@ def import_keras(weights_path: Path, text_path: Path, out_dir: Path) -> Path:
     large = model_cfg.num_layers == 2
     train_cfg = replace((presets.TUTORIAL_LARGE if large else presets.TUTORIAL).train, seq_len=seq_len)
 
-    model = CharLSTM(model_cfg)
-    state = model.state_dict()
-    for index, layer in enumerate(names["LSTM"]):
-        w = weights[layer]
-        state[f"rnn.weight_ih_l{index}"] = torch.from_numpy(w["kernel"].T.copy())
-        state[f"rnn.weight_hh_l{index}"] = torch.from_numpy(w["recurrent_kernel"].T.copy())
-        state[f"rnn.bias_ih_l{index}"] = torch.from_numpy(w["bias"].copy())
-        state[f"rnn.bias_hh_l{index}"] = torch.zeros_like(state[f"rnn.bias_hh_l{index}"])
-    state["head.weight"] = torch.from_numpy(dense["kernel"].T.copy())
-    state["head.bias"] = torch.from_numpy(dense["bias"].copy())
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model = keras_weights_to_model(model_cfg, [weights[n] for n in names["LSTM"]], dense)
 
     data = write_prepared(text, vocab, out_dir / runs.DATA_DIR, val_fraction=0.0, test_fraction=0.0,
                           extra_meta={"sources": [str(text_path)], "corpus_config": asdict(corpus_cfg)})

@@ -144,6 +144,24 @@ def _field_of(error: dict[str, Any]) -> str:
     return ".".join(loc[1:])
 
 
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal as the JSON error body, whoever raised it."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        message = "; ".join(f"{_field_of(e)}: {e.get('msg', 'invalid')}" for e in errors)
+        return error_response(ApiError(422, message, _field_of(errors[0]) if errors else None, detail=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(ApiError(exc.status_code, str(exc.detail), headers=exc.headers))
+
+
 def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = None, *,
                device: str = "cpu") -> FastAPI:
     """The app serving ``models`` ({name: run folder or checkpoint}, the first is the default)."""
@@ -161,19 +179,7 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     app.state.service = service
     GenerateRequest = request_model(limits)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors())
-        message = "; ".join(f"{_field_of(e)}: {e.get('msg', 'invalid')}" for e in errors)
-        return error_response(ApiError(422, message, _field_of(errors[0]) if errors else None, detail=errors))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(ApiError(exc.status_code, str(exc.detail), headers=exc.headers))
+    _add_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -49,14 +49,6 @@ class Distributed:
             return torch.device("cuda", self.local_rank)
         return torch.device("cpu")
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on any: decisions to stop are taken together."""
-        if not self.enabled:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
-
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a tensor over ranks (for logged losses)."""
         if not self.enabled:
