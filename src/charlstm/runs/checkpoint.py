@@ -112,14 +112,17 @@ def save_checkpoint(
     return path
 
 
-def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-    """The metadata JSON and the tensors' shapes, read from the header without the tensors."""
+def _read_header(path: Path, with_shapes: bool = False) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The metadata JSON and (when asked) the model's tensor shapes, without reading any tensor."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    shapes: dict[str, tuple[int, ...]] = {}
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata()
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not iterable)
+            if with_shapes:  # only the model's: the optimizer's and RNG tensors are not needed
+                shapes = {k.removeprefix("model/"): tuple(f.get_slice(k).get_shape())
+                          for k in f.keys() if k.startswith("model/")}  # noqa: SIM118 (not iterable)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupted or not a checkpoint ({exc})") from None
     if not raw or _META_KEY not in raw:
@@ -136,22 +139,26 @@ def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]
 def read_meta(path: Path) -> CheckpointMeta:
     """The metadata alone, without reading the tensors."""
     record, _ = _read_header(path)
+    return _typed(record, path)
+
+
+def read_header(path: Path) -> tuple[CheckpointMeta, dict[str, tuple[int, ...]]]:
+    """The metadata and the model's tensor shapes by parameter name, in one read of the header."""
+    record, shapes = _read_header(path, with_shapes=True)
+    return _typed(record, path), shapes
+
+
+def _typed(record: dict[str, Any], path: Path) -> CheckpointMeta:
+    """The header's record as ``CheckpointMeta``, without the optimizer's layout beside it."""
     return CheckpointMeta.from_json({k: v for k, v in record.items() if k != _OPTIMIZER_KEY}, path)
-
-
-def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """The model's tensor shapes by parameter name, from the header alone."""
-    _, shapes = _read_header(path)
-    return {k.removeprefix("model/"): v for k, v in shapes.items() if k.startswith("model/")}
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``; clear errors for anything else."""
     record, _ = _read_header(path)
-    layout = record.pop(_OPTIMIZER_KEY, None)
-    meta = CheckpointMeta.from_json(record, path)
+    meta = _typed(record, path)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupted or not a checkpoint ({exc})") from None
-    return Checkpoint(path, tensors, meta, layout)
+    return Checkpoint(path, tensors, meta, record.get(_OPTIMIZER_KEY))

@@ -15,7 +15,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError
 from charlstm.framing import Framing, framing_for
 from charlstm.model.network import CharLSTM, describe_shapes
-from charlstm.runs.checkpoint import Checkpoint, load_checkpoint, read_meta, read_shapes
+from charlstm.runs.checkpoint import Checkpoint, load_checkpoint, read_header
 from charlstm.runs.folder import (
     best_checkpoints,
     best_record,
@@ -54,9 +54,10 @@ class LoadedModel:
     def training_ids(self) -> np.ndarray | None:
         """The run's training split (a memmap), when the checkpoint sits in its run folder."""
         run_dir = self.run_dir
-        if run_dir is None or not (data_dir(run_dir) / "train.bin").exists():
+        folder = None if run_dir is None else data_dir(run_dir)  # data_dir reads config.json
+        if folder is None or not (folder / "train.bin").exists():
             return None
-        return open_prepared(data_dir(run_dir)).split("train")
+        return open_prepared(folder).split("train")
 
 
 def check_shapes(meta: CheckpointMeta, shapes: dict[str, tuple[int, ...]], path: Path) -> int:
@@ -116,8 +117,8 @@ class RunSummary:
 def run_info(path: Path) -> RunSummary:
     """Summarise a run folder (its best checkpoint) or a checkpoint file; reads no weights."""
     checkpoint = resolve_checkpoint(Path(path))
-    meta = read_meta(checkpoint)
-    parameters = check_shapes(meta, read_shapes(checkpoint), checkpoint)
+    meta, shapes = read_header(checkpoint)
+    parameters = check_shapes(meta, shapes, checkpoint)
     run_dir = run_dir_of(checkpoint)
     if run_dir is None:
         return RunSummary(checkpoint, meta, parameters, None, None)
