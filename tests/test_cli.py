@@ -96,7 +96,7 @@ def continuation(stdout: str, prompt: str) -> str:
 def test_train_writes_config_metrics_last_and_best(cli_run):
     run = cli_run.run
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    assert config["preset"] == "default"
+    assert config["preset"] == "auto"
     assert config["model"]["hidden_size"] == 16 and config["model"]["embedding_size"] == 8
     assert config["train"]["seq_len"] == 16 and config["train"]["max_steps"] == 6
     metrics = read_metrics(run)
@@ -120,7 +120,7 @@ def test_presets_lists_every_preset():
     result = invoke("presets")
     assert result.exit_code == 0
     names = [line.split(":")[0] for line in result.stdout.splitlines() if not line.startswith(" ")]
-    assert names == ["default", "tutorial", "tutorial-large"]
+    assert names == ["auto", "default", "tutorial", "tutorial-large"]
 
 
 # ---- generate ----------------------------------------------------------------------------------

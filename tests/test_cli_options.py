@@ -39,7 +39,9 @@ COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {
     "generate": ((SampleConfig,), None, {"run", "prompt", "interactive", "device"}),
     "prepare": ((CorpusConfig, TrainConfig), {f.name for f in dataclasses.fields(CorpusConfig)} | SPLITS,
                 {"text", "out", "progress"}),
-    "eval": ((SampleConfig,), {"unknown", "replacement"}, {"run", "text", "split", "json_out", "device"}),
+    "eval": ((SampleConfig,), {"unknown", "replacement"}, {
+        "run", "text", "split", "json_out", "device", "dynamic", "dynamic_lr", "dynamic_seq_len",
+        "dynamic_decay"}),
 }
 
 
@@ -154,7 +156,7 @@ def test_train_flags_reach_the_run_config_and_the_rest_keep_the_preset(tmp_path)
     assert (config["train"]["shuffle"], config["train"]["log_every"]) == (False, 2)
     assert (config["train"]["sample_length"], config["train"]["time_budget"]) == (7, 5400)
     assert config["model"]["cell"] == "gru" and config["corpus"]["normalize"] is False
-    default = presets.PRESETS["default"]
+    default = presets.PRESETS["auto"]
     assert config["train"]["lr"] == default.train.lr and config["train"]["seed"] == default.train.seed
     assert (run / "x-3.safetensors").is_file()
 
@@ -265,5 +267,5 @@ def test_train_passes_only_the_given_flags(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     (args, kwargs), = calls
     assert args == ([Path("t.txt")],)
-    assert kwargs == {"out_dir": tmp_path / "run", "resume": None, "preset": "default", "progress_bar": False,
+    assert kwargs == {"out_dir": tmp_path / "run", "resume": None, "preset": "auto", "progress_bar": False,
                       "hidden_size": 8, "lowercase": False}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _runs import sample_text, tiny_model, train_stream_run, train_window_run, write_text
+from _runs import invoke, sample_text, tiny_model, train_stream_run, train_window_run, write_text
 from charlstm.analysis.evaluate import score_run
 from charlstm.data.prepared import open_prepared
 from charlstm.data.sources import load_text
@@ -259,3 +260,28 @@ def test_score_run_unknown_character_policy(runs_dir, tmp_path):
     spaced = tmp_path / "spaced.txt"
     spaced.write_text(clean.replace("fox", "f ox").replace("dog", "dog "), encoding="utf-8")
     assert score_run(run, [dirty], unknown="replace", replacement=" ") == score_run(run, [spaced])
+
+
+def _file_digests(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_eval_dynamic_reports_both_scores_and_writes_nothing(runs_dir):
+    run = runs_dir / "stream"
+    before = _file_digests(run)
+    result = invoke("eval", str(run), "--dynamic", "--dynamic-lr", "0.001", "--dynamic-seq-len", "20",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    both = json.loads(result.stdout)
+    static = score_run(run)
+    assert both["static"]["characters"] == static.characters
+    assert both["static"]["loss"] == pytest.approx(static.loss, abs=0.05)  # one stream, not EVAL_ROWS rows
+    assert both["dynamic"]["loss"] != both["static"]["loss"]
+    assert both["dynamic_settings"]["seq_len"] == 20
+    assert _file_digests(run) == before
+
+
+def test_eval_dynamic_refuses_a_window_model(runs_dir, tmp_path):
+    text = write_text(tmp_path / "t.txt", words=60)
+    result = invoke("eval", str(runs_dir / "window"), str(text), "--dynamic")
+    assert result.exit_code != 0 and "stream-framed" in result.output

@@ -73,7 +73,7 @@ def test_report_quotes_the_best_validation_loss(stream_run: Path):
     best = min(m["val_loss"] for m in read_metrics(stream_run) if "val_loss" in m)
     assert "best validation loss" in page
     assert f"{best:.4f} nats/char" in page
-    assert "parameters" in page and "default" in page  # the run's size and preset
+    assert "parameters" in page and "auto" in page  # the run's size and preset
 
 
 def test_report_has_four_temperatures_with_novelty(stream_run: Path):

@@ -21,6 +21,7 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     corpus: CorpusConfig
+    sized: bool = False  # the model is sized to the corpus and budget when the run starts
 
 
 _TUTORIAL_MODEL = ModelConfig(
@@ -75,7 +76,25 @@ DEFAULT = Preset(
     corpus=CorpusConfig(),
 )
 
+AUTO = Preset(
+    description=(
+        "The default when no preset is named: the `default` recipe (embedding input, stream "
+        "batches with state carried, the last 10% held out, AdamW with warmup and cosine decay), "
+        "with the model's size, dropout and precision chosen before the first step from the "
+        "training text's size, the run's limit (time budget, steps or epochs) and a short "
+        "throughput probe on this machine; every explicit setting wins. The rule and the "
+        "measurements behind it: docs/benchmarks.md."
+    ),
+    model=ModelConfig(),
+    # Many short rows: on a CPU with bf16 matrix units the wide steps run faster per character, and
+    # more, shorter BPTT steps learnt faster than 32 x 128 in 5 minutes (docs/benchmarks.md).
+    train=TrainConfig(batch_size=64, seq_len=64, lr=5e-3),
+    corpus=CorpusConfig(),
+    sized=True,
+)
+
 PRESETS: dict[str, Preset] = {
+    "auto": AUTO,
     "default": DEFAULT,
     "tutorial": TUTORIAL,
     "tutorial-large": TUTORIAL_LARGE,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from charlstm.cli.options import config_flags
+from charlstm.config.dynamic import DynamicConfig
 from charlstm.config.sample import SampleConfig
+
+if TYPE_CHECKING:
+    from charlstm.model.loss import EvalResult
 
 
 @config_flags(SampleConfig)
@@ -72,17 +77,40 @@ def evaluate(
     split: Annotated[str, typer.Option(help="val or test, when no TEXT is given.")] = "val",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
+    dynamic: Annotated[bool, typer.Option(
+        "--dynamic", help="Also score while adapting the weights to the text as it is read.",
+        rich_help_panel="Dynamic evaluation")] = False,
+    dynamic_lr: Annotated[float, typer.Option(rich_help_panel="Dynamic evaluation")] = DynamicConfig.lr,
+    dynamic_seq_len: Annotated[int, typer.Option(
+        help="Characters per segment: scored, then learnt.", rich_help_panel="Dynamic evaluation")
+    ] = DynamicConfig.seq_len,
+    dynamic_decay: Annotated[float, typer.Option(
+        help="Pull towards the trained weights per segment.", rich_help_panel="Dynamic evaluation")
+    ] = DynamicConfig.decay,
     **settings: Any,
 ) -> None:
     """Loss (nats/char), bits/char and perplexity on held-out or given text."""
-    from charlstm.analysis.evaluate import score_run
+    from charlstm.analysis.evaluate import dynamic_score_run, score_run
 
-    result = score_run(run, text, split=split, device=device, **settings)
+    if not dynamic:
+        result = score_run(run, text, split=split, device=device, **settings)
+        typer.echo(json.dumps(result.as_dict()) if json_out else _describe(result))
+        return
+    config = DynamicConfig(lr=dynamic_lr, seq_len=dynamic_seq_len, decay=dynamic_decay)
+    both = dynamic_score_run(run, text, config=config, split=split, device=device, progress=not json_out,
+                             **settings)
     if json_out:
-        typer.echo(json.dumps(result.as_dict()))
+        typer.echo(json.dumps({"static": both.static.as_dict(), "dynamic": both.dynamic.as_dict(),
+                               "dynamic_settings": dataclasses.asdict(config)}))
     else:
-        typer.echo(f"loss {result.loss:.4f} nats/char, {result.bits_per_char:.4f} bits/char, "
-                   f"perplexity {result.perplexity:.3f} over {result.characters} characters")
+        typer.echo(f"static:  {_describe(both.static)}")
+        typer.echo(f"dynamic: {_describe(both.dynamic)} "
+                   f"({both.static.loss - both.dynamic.loss:+.4f} nats/char better)")
+
+
+def _describe(result: EvalResult) -> str:
+    return (f"loss {result.loss:.4f} nats/char, {result.bits_per_char:.4f} bits/char, "
+            f"perplexity {result.perplexity:.3f} over {result.characters} characters")
 
 
 def info(

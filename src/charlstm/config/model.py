@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from charlstm.config.choices import Cell, GateActivation, Init, InputEncoding, coerce_choices
 from charlstm.errors import ConfigError
@@ -22,6 +22,10 @@ class ModelConfig:
     hidden_size: int = 512  # H, as torch.nn.LSTM names it
     num_layers: int = 2  # L
     dropout: float = 0.5  # between layers and before the head, as Keras Dropout
+    locked_dropout: bool = False  # dropout's mask shared by every time step of a row (variational)
+    input_dropout: float = 0.0  # locked dropout on the first layer's input features
+    embedding_dropout: float = 0.0  # whole characters dropped from the embedding
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights (weight_hh)
     init: Init = Init.PYTORCH
     gate_activation: GateActivation = GateActivation.SIGMOID
 
@@ -31,8 +35,18 @@ class ModelConfig:
             raise ConfigError("gate_activation applies to the lstm cell only")
         if self.hidden_size < 1 or self.num_layers < 1 or self.embedding_size < 1:
             raise ConfigError("hidden_size, num_layers and embedding_size must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+        for name in ("dropout", "input_dropout", "embedding_dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        if (self.weight_drop or self.locked_dropout) and (
+                self.cell != Cell.LSTM or self.gate_activation != GateActivation.SIGMOID):
+            raise ConfigError("weight_drop and locked_dropout need the lstm cell with sigmoid gates")
+        if self.embedding_dropout and self.input_encoding != InputEncoding.EMBEDDING:
+            raise ConfigError("embedding_dropout needs input_encoding embedding")
+
+    def without_dropout(self) -> ModelConfig:
+        """The same architecture with every dropout off (the same weights fit it)."""
+        return replace(self, dropout=0.0, input_dropout=0.0, embedding_dropout=0.0, weight_drop=0.0)
 
     @property
     def input_size(self) -> int:

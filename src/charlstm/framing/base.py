@@ -65,6 +65,8 @@ class Framing(ABC):
     announces_default_prompt: ClassVar[bool] = False
     # Whether a generation step is one tiny step of the network, which runs faster on one thread.
     single_steps: ClassVar[bool] = True
+    # Whether the model reads text as one continuing stream (state carried), as dynamic evaluation needs.
+    carries_state: ClassVar[bool] = False
 
     def __init__(self, seq_len: int):
         self.seq_len = seq_len  # T: BPTT length or window length

@@ -40,6 +40,7 @@ class StreamFraming(Framing):
     """Contiguous rows, every position a target, the LSTM state carried across batches."""
 
     name = FramingName.STREAM
+    carries_state = True
 
     def batches(self, ids: np.ndarray, batch_size: int, *, seed: int, shuffle: bool, rank: int = 0,
                 world_size: int = 1) -> StreamBatches:
@@ -110,12 +111,14 @@ class StreamBatches:
 
 @torch.no_grad()
 def evaluate_stream(
-    model: CharLSTM, ids: np.ndarray, *, device: torch.device, max_chars: int | None = None
+    model: CharLSTM, ids: np.ndarray, *, device: torch.device, max_chars: int | None = None,
+    rows: int = EVAL_ROWS,
 ) -> EvalResult:
     """Score every position of ``ids`` with state carried, as a stream model reads.
 
-    The text is cut into up to ``EVAL_ROWS`` contiguous rows scored in parallel;
-    each row starts from a zero state, the same rule for every model.
+    The text is cut into up to ``rows`` contiguous rows scored in parallel (rows of at least
+    512 characters); each row starts from a zero state, the same rule for every model.
+    ``rows=1`` reads the whole text as one stream, every character after all before it.
     """
     if max_chars is not None:
         if max_chars < 1:
@@ -123,7 +126,7 @@ def evaluate_stream(
         ids = ids[: max_chars + 1]
     if len(ids) < 2:
         raise CorpusError("need at least 2 characters to evaluate")
-    rows = max(1, min(EVAL_ROWS, (len(ids) - 1) // 512))
+    rows = max(1, min(rows, (len(ids) - 1) // 512))
     row_len = (len(ids) - 1) // rows
     n = rows * row_len
     # Views of the (memory-mapped) ids: each chunk is read when it is scored.

@@ -22,6 +22,7 @@ from torch import nn
 from charlstm.config.model import ModelConfig
 from charlstm.errors import ConfigError
 from charlstm.model.lstm import ActivationLSTM
+from charlstm.model.regularize import embedding_dropout, locked_dropout, lstm_layers
 
 State = tuple[torch.Tensor, ...]
 
@@ -84,18 +85,28 @@ class CharLSTM(nn.Module):
     def encode_inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, E) features."""
         if self.embedding is not None:
+            if self.training and self.config.embedding_dropout:
+                return embedding_dropout(self.embedding, ids, self.config.embedding_dropout)
             return self.embedding(ids)
         if self.config.input_encoding == "one-hot":
             return F.one_hot(ids, self.config.vocab_size).to(self.head.weight.dtype)
         return (ids.to(self.head.weight.dtype) / self.config.vocab_size).unsqueeze(-1)
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        cfg = self.config
         x = self.encode_inputs(ids)  # (B, T, E)
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
-        rnn_state = state if self.config.cell == "lstm" else state[0]
-        out, new_state = self.rnn(x, rnn_state)  # out (B, T, H)
-        logits = self.head(self.dropout(out))  # (B, T, V)
+        rnn_state = state if cfg.cell == "lstm" else state[0]
+        if self.training and (cfg.weight_drop or cfg.locked_dropout or cfg.input_dropout):
+            x = locked_dropout(x, cfg.input_dropout)
+            out, new_state = lstm_layers(self.rnn, x, rnn_state, weight_drop=cfg.weight_drop,
+                                         between=self.rnn.dropout, locked=cfg.locked_dropout)
+            out = locked_dropout(out, cfg.dropout) if cfg.locked_dropout else self.dropout(out)
+        else:
+            out, new_state = self.rnn(x, rnn_state)  # out (B, T, H)
+            out = self.dropout(out)
+        logits = self.head(out)  # (B, T, V)
         return logits, new_state if isinstance(new_state, tuple) else (new_state,)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:

@@ -24,11 +24,11 @@ from charlstm.data.prepare import prepare_corpus
 from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
 from charlstm.data.sources import default_corpus_path
 from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
-from charlstm.model.runtime import seed_everything
+from charlstm.model.runtime import resolve_device, seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
 from charlstm.runs.folder import config_record
-from charlstm.training import distributed
+from charlstm.training import distributed, sizing
 from charlstm.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def start_run(
     sources: Sequence[str | Path] | None,
     out_dir: str | Path,
     *,
-    preset: str = "default",
+    preset: str = "auto",
     overrides: dict[str, Any] | None = None,
     progress_bar: bool = True,
 ) -> Trainer:
@@ -87,6 +87,15 @@ def start_run(
         data, corpus_cfg, data_dir = prepared
         out_dir.mkdir(parents=True, exist_ok=True)  # a run on a prepared folder writes nothing else yet
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
+        plan = None
+        if presets.PRESETS[preset].sized:  # rank 0 probes and chooses; every process takes its choice
+            if dist.is_main:
+                plan = sizing.plan_run(model_cfg, train_cfg, given=set(overrides or {}),
+                                       train_chars=data.sizes["train"],
+                                       device=resolve_device(train_cfg.device))
+                log.info("%s", plan.describe())
+            chosen = dist.gather_objects(plan.chosen if plan else None)[0]
+            model_cfg, train_cfg = sizing.apply_choice(model_cfg, train_cfg, chosen)
         seed_everything(train_cfg.seed)  # the initial weights and dropout draws follow the seed
         trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
                           dist=dist)
@@ -96,8 +105,9 @@ def start_run(
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
     if dist.is_main:
-        runs.write_config(out_dir, config_record(model_cfg, train_cfg, corpus_cfg, preset=preset,
-                                                 sources=[str(p) for p in paths], data_dir=data_dir))
+        runs.write_config(out_dir, config_record(
+            model_cfg, train_cfg, corpus_cfg, preset=preset, sources=[str(p) for p in paths],
+            data_dir=data_dir, **({"sizing": plan.as_dict()} if plan else {})))
     log.info("Total Characters: %d", data.total_characters)
     log.info("Total Vocab: %d", len(data.vocab))
     log.info("%s", trainer.batches.describe())
@@ -137,7 +147,7 @@ def train(
     *,
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
-    preset: str = "default",
+    preset: str = "auto",
     progress_bar: bool = False,
     **overrides: Any,
 ) -> TrainResult:

@@ -1,0 +1,201 @@
+"""The ``auto`` preset: a model sized to the corpus, the budget and this machine, before step one.
+
+What a character LSTM can learn in a fixed time is bounded twice: by the
+characters it can read (compute) and by the characters there are (data). The
+rule, measured on 2 CPU cores and written down in docs/benchmarks.md:
+
+1. **Speed and precision** (time budgets only). A probe times about a second of
+   training steps of a reference model in fp32 and, where the device has fast
+   bfloat16 (CPUs with AMX or AVX512-BF16, GPUs since Ampere), under bf16
+   autocast; bf16 is taken if it is at least ``BF16_GAIN`` times faster. Runs
+   limited by steps or epochs keep fp32 and need no probe.
+2. **Planned characters.** C = probed characters/s x the time budget (scaled to
+   each candidate by its FLOPs per character), or max_steps x batch x seq_len,
+   or epochs x the training characters, whichever limit is given.
+3. **Size.** The largest model of ``LADDER`` that still reads at least
+   ``CHARS_PER_PARAM`` characters per parameter in C: a bigger model learns more
+   per character, but one that reads too little of the text never catches up.
+4. **Regularisation** by planned epochs E = C / training characters: the more
+   often the text is seen, the more the model overfits, the more dropout.
+
+Every setting the user gave explicitly is kept and never overridden; the plan
+(inputs, measurements and choices) is logged and written into config.json. The
+probe's timings vary with the machine's load, so two runs of the same command
+may choose differently; config.json records what was chosen, to rerun it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlstm.config.model import ModelConfig
+from charlstm.config.train import TrainConfig
+from charlstm.model.loss import char_loss
+from charlstm.model.network import CharLSTM
+
+log = logging.getLogger(__name__)
+
+# (num_layers, hidden_size), smallest first.
+LADDER: tuple[tuple[int, int], ...] = ((1, 256), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
+CHARS_PER_PARAM = 1.0
+BF16_GAIN = 1.3
+REFERENCE = (2, 512)
+PROBE_SECONDS = 1.0
+MIN_BATCHES = 10
+# (planned epochs below which it applies, settings), checked in order.
+REGULARISATION: tuple[tuple[float, dict[str, Any]], ...] = (
+    (2.0, {"dropout": 0.0, "weight_drop": 0.0}),
+    (10.0, {"dropout": 0.1, "weight_drop": 0.2}),
+    (float("inf"), {"dropout": 0.3, "weight_drop": 0.3}),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the auto preset chose, and from what: written to config.json under ``sizing``."""
+
+    train_chars: int
+    limit: str  # time_budget | max_steps | epochs: the limit that set the planned characters
+    probe_chars_per_s: dict[str, float]  # precision -> characters/s of the reference model
+    planned_chars: int | None  # None: no limit was given
+    planned_epochs: float | None
+    chosen: dict[str, Any]  # only the fields the plan set; explicit settings are not here
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self.chosen.items()) or "nothing (all given)"
+        speed = ", ".join(f"{k} {v:,.0f}" for k, v in self.probe_chars_per_s.items())
+        planned = ("no limit" if self.planned_chars is None else
+                   f"planned {self.planned_chars:,} characters read, {self.planned_epochs:.1f} epochs of "
+                   f"{self.train_chars:,}, by {self.limit}")
+        return f"auto preset: {settings} ({planned}" + (f"; probe chars/s: {speed})" if speed else ")")
+
+
+def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
+             device: torch.device) -> Plan:
+    """Size ``model`` and ``train`` for ``train_chars`` and the run's limit; ``given`` fields are kept."""
+    if "batch_size" not in given:
+        train = replace(train, batch_size=_rows_for(train_chars, train))
+    size_given = {"num_layers", "hidden_size"} <= given
+    reference = _sized(model, (model.num_layers, model.hidden_size) if size_given else REFERENCE)
+    probe: dict[str, float] = {}
+    precision = train.precision
+    if train.time_budget is not None and train.max_steps is None:  # only a budget needs the speed
+        fast_bf16 = ["bf16"] if _has_fast_bf16(device) else []
+        tried = [precision] if "precision" in given else ["fp32", *fast_bf16]
+        seconds = min(PROBE_SECONDS, train.time_budget / 100)  # at most 1% of the budget per probe
+        probe = {str(p): probe_chars_per_s(reference, replace(train, precision=p), device, seconds)
+                 for p in tried}
+        if "precision" not in given:
+            precision = "bf16" if probe.get("bf16", 0.0) >= BF16_GAIN * probe["fp32"] else "fp32"
+    speed = probe.get(str(precision), 0.0)
+
+    def planned(candidate: ModelConfig) -> tuple[float, str]:
+        if train.max_steps is not None:
+            return float(train.max_steps * train.batch_size * train.seq_len), "max_steps"
+        by_epochs = float("inf") if train.epochs is None else float(train.epochs * train_chars)
+        if train.time_budget is not None:
+            by_time = speed * flops_per_char(reference) / flops_per_char(candidate) * train.time_budget
+            if by_time < by_epochs:
+                return by_time, "time_budget"
+        return by_epochs, "epochs"
+
+    size = (model.num_layers, model.hidden_size)
+    if not {"num_layers", "hidden_size"} & given and planned(reference)[0] == float("inf"):
+        size = REFERENCE  # no limit at all: the default recipe's size
+    elif not {"num_layers", "hidden_size"} & given:
+        fits = [s for s in LADDER
+                if planned(_sized(model, s))[0] >= CHARS_PER_PARAM * _params(_sized(model, s))]
+        size = fits[-1] if fits else LADDER[0]
+    elif not size_given:  # one given: the other as the default recipe has it
+        size = (model.num_layers if "num_layers" in given else REFERENCE[0],
+                model.hidden_size if "hidden_size" in given else REFERENCE[1])
+    sized = _sized(model, size)
+    chars, limit = planned(sized)
+    epochs = chars / max(train_chars, 1)
+    regularisation = next((r for bound, r in REGULARISATION if epochs < bound), REGULARISATION[-1][1])
+    chosen = {"num_layers": size[0], "hidden_size": size[1], **regularisation, "precision": str(precision),
+              "batch_size": train.batch_size}
+    return Plan(train_chars=train_chars, limit=limit,
+                probe_chars_per_s={k: round(v) for k, v in probe.items()},
+                planned_chars=round(chars) if chars < float("inf") else None,
+                planned_epochs=round(epochs, 2) if chars < float("inf") else None,
+                chosen={k: v for k, v in chosen.items() if k not in given})
+
+
+def apply_choice(model: ModelConfig, train: TrainConfig,
+                 chosen: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """The configs with a plan's choices (fields of either config) set."""
+    train_fields = {k: v for k, v in chosen.items() if hasattr(train, k)}
+    return (replace(model, **{k: v for k, v in chosen.items() if k not in train_fields}),
+            replace(train, **train_fields))
+
+
+def flops_per_char(model: ModelConfig) -> int:
+    """Multiply-adds per character of the recurrent layers and the head (the embedding is a lookup)."""
+    H, L = model.hidden_size, model.num_layers
+    rnn = 4 * H * (model.input_size + H) + 4 * H * (H + H) * (L - 1)
+    return rnn + H * model.vocab_size
+
+
+def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.device,
+                      seconds: float = PROBE_SECONDS) -> float:
+    """Training characters per second of ``model`` on random ids: one warm-up step, then ``seconds``."""
+    rng_state = torch.get_rng_state()  # the run's seeded draws must not depend on the probe
+    try:
+        net = CharLSTM(model).to(device).train()
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        ids = torch.randint(0, model.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16")
+
+        def step() -> None:
+            with autocast:
+                logits, _ = net(ids[:, :-1])  # (B, T, V)
+            loss = char_loss(logits, ids[:, 1:])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        step()
+        steps, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds or steps < 2:
+            step()
+            steps += 1
+        return steps * train.batch_size * train.seq_len / elapsed
+    finally:
+        torch.set_rng_state(rng_state)
+
+
+def _rows_for(train_chars: int, train: TrainConfig) -> int:
+    """The preset's batch size, fewer rows for a short text: every epoch at least MIN_BATCHES batches."""
+    return max(1, min(train.batch_size, train_chars // (train.seq_len * MIN_BATCHES)))
+
+
+def _has_fast_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    return False
+
+
+def _sized(model: ModelConfig, size: tuple[int, int]) -> ModelConfig:
+    return replace(model, num_layers=size[0], hidden_size=size[1])
+
+
+def _params(model: ModelConfig) -> int:
+    return flops_per_char(model) + model.vocab_size * model.embedding_size

@@ -1,0 +1,101 @@
+"""The auto preset's plan: explicit settings win, the limit sets the size, the corpus the dropout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from _runs import write_text
+from charlstm.config.model import ModelConfig
+from charlstm.config.train import TrainConfig
+from charlstm.training import session as api
+from charlstm.training import sizing
+
+CPU = torch.device("cpu")
+MODEL = ModelConfig(vocab_size=60)
+
+
+def _plan(monkeypatch, *, speed: float = 10_000.0, given=(), train_chars=1_000_000, **train):
+    calls = []
+
+    def fake_probe(model, config, device, seconds=sizing.PROBE_SECONDS):
+        calls.append((model.num_layers, model.hidden_size, str(config.precision)))
+        return speed * (3.0 if config.precision == "bf16" else 1.0)
+
+    monkeypatch.setattr(sizing, "probe_chars_per_s", fake_probe)
+    monkeypatch.setattr(sizing, "_has_fast_bf16", lambda device: True)
+    plan = sizing.plan_run(MODEL, TrainConfig(**train), given=set(given), train_chars=train_chars, device=CPU)
+    return plan, calls
+
+
+def test_more_budget_never_chooses_a_smaller_model(monkeypatch):
+    sizes = [_plan(monkeypatch, time_budget=t)[0].chosen for t in (30, 300, 3000, 30000)]
+    params = [sizing._params(sizing._sized(MODEL, (c["num_layers"], c["hidden_size"]))) for c in sizes]
+    assert params == sorted(params) and params[0] < params[-1]
+
+
+def test_planned_characters_follow_the_probe_and_the_flops(monkeypatch):
+    plan, calls = _plan(monkeypatch, time_budget=300)
+    assert plan.limit == "time_budget" and plan.chosen["precision"] == "bf16"  # 3x faster in the fake
+    chosen = sizing._sized(MODEL, (plan.chosen["num_layers"], plan.chosen["hidden_size"]))
+    ratio = sizing.flops_per_char(sizing._sized(MODEL, sizing.REFERENCE)) / sizing.flops_per_char(chosen)
+    assert plan.planned_chars == pytest.approx(30_000 * ratio * 300, rel=1e-6)
+    assert plan.planned_epochs == pytest.approx(plan.planned_chars / 1_000_000, rel=1e-3)
+    assert sorted(calls) == [(2, 512, "bf16"), (2, 512, "fp32")]
+
+
+def test_a_step_limit_needs_no_probe(monkeypatch):
+    plan, calls = _plan(monkeypatch, max_steps=100, time_budget=300)
+    assert calls == [] and plan.limit == "max_steps"
+    assert plan.planned_chars == 100 * 32 * 128 and "precision" in plan.chosen
+
+
+def test_explicit_settings_are_never_overridden(monkeypatch):
+    given = {"num_layers", "hidden_size", "dropout", "weight_drop", "precision", "batch_size"}
+    plan, calls = _plan(monkeypatch, given=given, time_budget=300, precision="fp32")
+    assert plan.chosen == {}
+    assert calls == [(2, 512, "fp32")]  # the given size and precision are what is timed
+
+
+def test_the_more_epochs_the_more_dropout(monkeypatch):
+    small = _plan(monkeypatch, time_budget=300, train_chars=100_000)[0]
+    large = _plan(monkeypatch, time_budget=300, train_chars=100_000_000)[0]
+    assert small.planned_epochs > large.planned_epochs
+    assert small.chosen["dropout"] >= large.chosen["dropout"]
+    assert (small.chosen["dropout"], small.chosen["weight_drop"]) != (large.chosen["dropout"],
+                                                                       large.chosen["weight_drop"])
+
+
+def test_a_short_text_gets_fewer_rows(monkeypatch):
+    plan, _ = _plan(monkeypatch, max_steps=10, train_chars=20_000)
+    assert plan.chosen["batch_size"] == 20_000 // (128 * sizing.MIN_BATCHES)
+    assert _plan(monkeypatch, max_steps=10, train_chars=10**8)[0].chosen["batch_size"] == 32
+
+
+def test_probe_measures_and_leaves_the_random_state_alone():
+    before = torch.get_rng_state()
+    speed = sizing.probe_chars_per_s(ModelConfig(vocab_size=9, hidden_size=8, num_layers=1),
+                                     TrainConfig(batch_size=2, seq_len=8), CPU, seconds=0.05)
+    assert speed > 0 and torch.equal(before, torch.get_rng_state())
+
+
+def test_auto_run_records_its_plan_and_builds_what_it_chose(tmp_path):
+    text = write_text(tmp_path / "t.txt")
+    settings = {"max_steps": 2, "batch_size": 2, "seq_len": 8, "embedding_size": 8}
+    trainer = api.start_run([text], tmp_path / "run", overrides=settings, progress_bar=False)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    chosen = record["sizing"]["chosen"]
+    assert record["preset"] == "auto" and record["sizing"]["limit"] == "max_steps"
+    assert (trainer.model.config.num_layers, trainer.model.config.hidden_size) == (
+        chosen["num_layers"], chosen["hidden_size"]) == sizing.LADDER[0]  # 32 characters fit the smallest
+    assert record["model"]["dropout"] == chosen["dropout"]
+
+
+def test_named_presets_are_not_sized(tmp_path):
+    text = write_text(tmp_path / "t.txt")
+    api.start_run([text], tmp_path / "run", preset="default",
+                  overrides={"max_steps": 1, "batch_size": 2, "seq_len": 8}, progress_bar=False)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "sizing" not in record and record["model"]["hidden_size"] == 512
