@@ -122,7 +122,7 @@ def run_corpus(label: str, args: argparse.Namespace, base: Path) -> dict[str, An
         result["params"] = trainer.model.num_parameters()
         result["model"] = {k: str(v) for k, v in vars(trainer.model.config).items()}
         result["train"] = {k: str(v) for k, v in vars(trainer.config).items()
-                           if k in ("seq_len", "batch_size", "lr", "weight_decay", "warmup_steps")}
+                           if k in ("seq_len", "batch_size", "lr", "precision", "epochs")}
         result["rows16_loss"] = result["final"]["loss"]  # the trainer's own scoring: 16 rows in parallel
         result["final"] = {**result["final"], **one_stream(trainer, val_ids)}
         result["window64_loss"] = window_score(trainer.model, val_ids, trainer.device)
@@ -162,7 +162,9 @@ def summary_rows(label: str, out: dict[str, Any]) -> list[list[Any]]:
     c, t = out["charlstm"], out["transformer"]
     gap = t["final"]["loss"] - c["final"]["loss"]
     m = c["model"]
-    size = f"{m['num_layers']} x {m['hidden_size']}, dropout {m['dropout']}"
+    tr = c["train"]
+    size = (f"{m['num_layers']} x {m['hidden_size']}, dropout {m['dropout']}, "
+            f"weight drop {m['weight_drop']}, {tr['precision']}, {tr['batch_size']} x {tr['seq_len']}")
     windowed = c["window64_loss"]
     rows = [[label, "charlstm (state carried)", size, f"{c['params']:,}", f"{c['final']['loss']:.4f}",
              f"{c['final']['bits_per_char']:.3f}", f"{gap:+.4f}", c["steps"], f"{c['chars_per_s']:,.0f}"],

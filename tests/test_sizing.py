@@ -53,7 +53,7 @@ def test_a_step_limit_needs_no_probe(monkeypatch):
 
 
 def test_explicit_settings_are_never_overridden(monkeypatch):
-    given = {"num_layers", "hidden_size", "dropout", "weight_drop", "precision", "batch_size"}
+    given = {"num_layers", "hidden_size", "dropout", "weight_drop", "precision", "batch_size", "epochs"}
     plan, calls = _plan(monkeypatch, given=given, time_budget=300, precision="fp32")
     assert plan.chosen == {}
     assert calls == [(2, 512, "fp32")]  # the given size and precision are what is timed
@@ -64,8 +64,18 @@ def test_the_more_epochs_the_more_dropout(monkeypatch):
     large = _plan(monkeypatch, time_budget=300, train_chars=100_000_000)[0]
     assert small.planned_epochs > large.planned_epochs
     assert small.chosen["dropout"] >= large.chosen["dropout"]
-    assert (small.chosen["dropout"], small.chosen["weight_drop"]) != (large.chosen["dropout"],
-                                                                       large.chosen["weight_drop"])
+    assert small.chosen["weight_drop"] > large.chosen["weight_drop"]
+
+
+@pytest.mark.parametrize(("epochs", "dropout", "weight_drop"), [
+    (1, 0.1, 0.0), (10, 0.1, 0.0), (20, 0.3, 0.25), (40, 0.5, 0.5), (400, 0.5, 0.5)])
+def test_regularisation_by_epochs(epochs, dropout, weight_drop):
+    assert sizing.regularisation_for(epochs) == {"dropout": dropout, "weight_drop": weight_drop}
+
+
+def test_a_time_budget_lifts_the_default_epoch_cap(monkeypatch):
+    assert _plan(monkeypatch, time_budget=300)[0].chosen["epochs"] is None
+    assert "epochs" not in _plan(monkeypatch, time_budget=300, epochs=3, given={"epochs"})[0].chosen
 
 
 def test_a_short_text_gets_fewer_rows(monkeypatch):

@@ -60,6 +60,13 @@ class TrainConfig:
             "sample_every and sample_length must be >= 0": min(self.sample_every, self.sample_length) >= 0,
             "lr must be positive": self.lr > 0,
             "keep_best must be at least 1": self.keep_best >= 1,
+            "eval_every must be >= 0 (0: at epoch ends only)": self.eval_every >= 0,
+            "weight_decay, grad_clip and warmup_steps must be >= 0": min(
+                self.weight_decay, self.grad_clip, self.warmup_steps) >= 0,
+            "adam_eps must be positive": self.adam_eps > 0,
+            "beta2 must be in [0, 1)": 0.0 <= self.beta2 < 1.0,
+            "min_lr_ratio must be in [0, 1]": 0.0 <= self.min_lr_ratio <= 1.0,
+            "seed must be in [0, 2**32)": 0 <= self.seed < 2**32,  # NumPy's seeds stop there
         }
         for message, ok in checks.items():
             if not ok:

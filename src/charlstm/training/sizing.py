@@ -17,6 +17,10 @@ rule, measured on 2 CPU cores and written down in docs/benchmarks.md:
    per character, but one that reads too little of the text never catches up.
 4. **Regularisation** by planned epochs E = C / training characters: the more
    often the text is seen, the more the model overfits, the more dropout.
+   Up to 10 epochs dropout 0.1 and no weight drop; from 40 epochs dropout 0.5
+   and weight drop 0.5 (AWD-LSTM's DropConnect); log-linear in between.
+5. **The limit.** Given a time budget and no ``--epochs``, the budget alone
+   stops the run (the default's 50-epoch cap is lifted).
 
 Every setting the user gave explicitly is kept and never overridden; the plan
 (inputs, measurements and choices) is logged and written into config.json. The
@@ -27,6 +31,7 @@ may choose differently; config.json records what was chosen, to rerun it exactly
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -48,12 +53,11 @@ BF16_GAIN = 1.3
 REFERENCE = (2, 512)
 PROBE_SECONDS = 1.0
 MIN_BATCHES = 10
-# (planned epochs below which it applies, settings), checked in order.
-REGULARISATION: tuple[tuple[float, dict[str, Any]], ...] = (
-    (2.0, {"dropout": 0.0, "weight_drop": 0.0}),
-    (10.0, {"dropout": 0.1, "weight_drop": 0.2}),
-    (float("inf"), {"dropout": 0.3, "weight_drop": 0.3}),
-)
+# Dropout and weight drop by planned epochs: light up to FEW_EPOCHS, heavy from MANY_EPOCHS, and
+# in between log-linear from one to the other.
+FEW_EPOCHS, MANY_EPOCHS = 10.0, 40.0
+LIGHT = {"dropout": 0.1, "weight_drop": 0.0}
+HEAVY = {"dropout": 0.5, "weight_drop": 0.5}
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
     """Size ``model`` and ``train`` for ``train_chars`` and the run's limit; ``given`` fields are kept."""
     if "batch_size" not in given:
         train = replace(train, batch_size=_rows_for(train_chars, train))
+    if train.time_budget is not None and "epochs" not in given:
+        train = replace(train, epochs=None)  # the budget is the limit the user chose
     size_given = {"num_layers", "hidden_size"} <= given
     reference = _sized(model, (model.num_layers, model.hidden_size) if size_given else REFERENCE)
     probe: dict[str, float] = {}
@@ -121,9 +127,9 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
     sized = _sized(model, size)
     chars, limit = planned(sized)
     epochs = chars / max(train_chars, 1)
-    regularisation = next((r for bound, r in REGULARISATION if epochs < bound), REGULARISATION[-1][1])
+    regularisation = regularisation_for(epochs)
     chosen = {"num_layers": size[0], "hidden_size": size[1], **regularisation, "precision": str(precision),
-              "batch_size": train.batch_size}
+              "batch_size": train.batch_size, "epochs": train.epochs}
     return Plan(train_chars=train_chars, limit=limit,
                 probe_chars_per_s={k: round(v) for k, v in probe.items()},
                 planned_chars=round(chars) if chars < float("inf") else None,
@@ -137,6 +143,12 @@ def apply_choice(model: ModelConfig, train: TrainConfig,
     train_fields = {k: v for k, v in chosen.items() if hasattr(train, k)}
     return (replace(model, **{k: v for k, v in chosen.items() if k not in train_fields}),
             replace(train, **train_fields))
+
+
+def regularisation_for(epochs: float) -> dict[str, float]:
+    """Dropout and weight drop for a run that reads its training text ``epochs`` times."""
+    t = min(1.0, max(0.0, math.log(max(epochs, 1e-9) / FEW_EPOCHS) / math.log(MANY_EPOCHS / FEW_EPOCHS)))
+    return {k: round(LIGHT[k] + t * (HEAVY[k] - LIGHT[k]), 2) for k in LIGHT}
 
 
 def flops_per_char(model: ModelConfig) -> int:

@@ -1,0 +1,24 @@
+"""Bad settings are refused when the config is made, with a message naming the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from charlstm.config.train import TrainConfig
+from charlstm.errors import ConfigError
+
+
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"eval_every": -5}, "eval_every"), ({"weight_decay": -1}, "weight_decay"),
+    ({"adam_eps": -1}, "adam_eps"), ({"adam_eps": 0}, "adam_eps"), ({"seed": 2**64}, "seed"),
+    ({"seed": -1}, "seed"), ({"beta2": 1.0}, "beta2"), ({"grad_clip": -0.5}, "grad_clip"),
+    ({"warmup_steps": -1}, "warmup_steps"), ({"min_lr_ratio": 2}, "min_lr_ratio"),
+])
+def test_bad_training_settings_are_refused(changes, named):
+    with pytest.raises(ConfigError, match=named):
+        TrainConfig(**changes)
+
+
+def test_the_defaults_and_the_edges_are_accepted():
+    TrainConfig()
+    TrainConfig(eval_every=0, weight_decay=0, grad_clip=0, warmup_steps=0, seed=2**32 - 1, beta2=0.0)
