@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,19 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one line; a partial last line (a kill mid-write) is cut off first, not glued onto."""
+    path = run_dir / METRICS_FILE
+    with open(path, "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+            if not tail.endswith(b"\n"):
+                keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+                log.warning("%s: dropping a partial last line (%d bytes)", path, size - keep)
+                f.truncate(keep)
+        f.seek(0, os.SEEK_END)
+        f.write((json.dumps(record) + "\n").encode("utf-8"))
 
 
 def best_record(metrics: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -116,7 +128,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            record = None
+            log.warning("%s: skipping line %d, which is not a JSON record", path, number)
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 
