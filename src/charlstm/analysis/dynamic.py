@@ -23,6 +23,7 @@ import torch
 from charlstm.config.dynamic import DynamicConfig
 from charlstm.data.prepared import to_tensor
 from charlstm.errors import CorpusError
+from charlstm.framing.stream import evaluate_stream
 from charlstm.model.loss import EvalResult, char_loss
 from charlstm.model.network import CharLSTM, detach_state
 
@@ -43,10 +44,10 @@ def dynamic_evaluate(model: CharLSTM, ids: np.ndarray, config: DynamicConfig | N
         raise CorpusError("need at least 2 characters to evaluate")
     device = torch.device(device)
     n = len(ids) - 1
-    static = score_segments(_frozen_copy(model, device), ids, config, adapt=False, device=device)
+    static = evaluate_stream(_frozen_copy(model, device), ids, device=device, rows=1)
     dynamic = score_segments(_frozen_copy(model, device), ids, config, adapt=True, device=device,
                              progress=progress)
-    return DynamicResult(static=EvalResult(sum(static) / n, n), dynamic=EvalResult(sum(dynamic) / n, n))
+    return DynamicResult(static=static, dynamic=EvalResult(sum(dynamic) / n, n))
 
 
 def score_segments(model: CharLSTM, ids: np.ndarray, config: DynamicConfig, *, adapt: bool,
@@ -56,8 +57,9 @@ def score_segments(model: CharLSTM, ids: np.ndarray, config: DynamicConfig, *, a
     With ``adapt``, the weights take a step on each segment after it is scored.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    trained = [p.detach().clone() for p in params]
-    mean_square = [torch.zeros_like(p) for p in params]
+    if adapt:
+        trained = [p.detach().clone() for p in params]
+        mean_square = [torch.zeros_like(p) for p in params]
     state = model.init_state(1, device)
     sums = []
     n = len(ids) - 1
@@ -93,9 +95,10 @@ def _step(params: list[torch.Tensor], grads: tuple[torch.Tensor, ...], trained: 
 
 
 def _frozen_copy(model: CharLSTM, device: torch.device) -> CharLSTM:
-    """A copy with every dropout off, in training mode (cuDNN's RNN backward needs it)."""
+    """A copy with every dropout off, in training mode (cuDNN's RNN backward needs it).
+
+    Built from the config, so it freezes what the original froze (the Keras init's bias_hh).
+    """
     clone = CharLSTM(model.config.without_dropout())
     clone.load_state_dict(model.state_dict())
-    for mine, theirs in zip(clone.parameters(), model.parameters(), strict=True):
-        mine.requires_grad_(theirs.requires_grad)  # the Keras init freezes bias_hh
     return clone.to(device).train()

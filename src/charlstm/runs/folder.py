@@ -108,10 +108,10 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     with open(path, "a+b") as f:
         size = f.seek(0, os.SEEK_END)
         if size:
-            f.seek(max(0, size - 65536))
-            tail = f.read()
-            if not tail.endswith(b"\n"):
-                keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+            f.seek(size - 1)
+            if f.read(1) != b"\n":  # rare, so only then is the whole file read
+                f.seek(0)
+                keep = f.read().rfind(b"\n") + 1
                 log.warning("%s: dropping a partial last line (%d bytes)", path, size - keep)
                 f.truncate(keep)
         f.seek(0, os.SEEK_END)

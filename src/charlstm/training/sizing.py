@@ -43,6 +43,7 @@ from charlstm.config.model import ModelConfig
 from charlstm.config.train import TrainConfig
 from charlstm.model.loss import char_loss
 from charlstm.model.network import CharLSTM
+from charlstm.training.schedule import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +115,17 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
                 return by_time, "time_budget"
         return by_epochs, "epochs"
 
-    size = (model.num_layers, model.hidden_size)
-    if not {"num_layers", "hidden_size"} & given and planned(reference)[0] == float("inf"):
+    if size_given:
+        size = (model.num_layers, model.hidden_size)
+    elif {"num_layers", "hidden_size"} & given:  # one given: the other as the default recipe has it
+        size = (model.num_layers if "num_layers" in given else REFERENCE[0],
+                model.hidden_size if "hidden_size" in given else REFERENCE[1])
+    elif planned(reference)[0] == float("inf"):
         size = REFERENCE  # no limit at all: the default recipe's size
-    elif not {"num_layers", "hidden_size"} & given:
+    else:
         fits = [s for s in LADDER
                 if planned(_sized(model, s))[0] >= CHARS_PER_PARAM * _params(_sized(model, s))]
         size = fits[-1] if fits else LADDER[0]
-    elif not size_given:  # one given: the other as the default recipe has it
-        size = (model.num_layers if "num_layers" in given else REFERENCE[0],
-                model.hidden_size if "hidden_size" in given else REFERENCE[1])
     sized = _sized(model, size)
     chars, limit = planned(sized)
     epochs = chars / max(train_chars, 1)
@@ -164,7 +166,7 @@ def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.devi
     rng_state = torch.get_rng_state()  # the run's seeded draws must not depend on the probe
     try:
         net = CharLSTM(model).to(device).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        opt = make_optimizer(net, train)
         ids = torch.randint(0, model.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16")
 
