@@ -325,10 +325,11 @@ def test_train_out_pointing_at_a_file(cli_run, tmp_path):
     assert target.read_text(encoding="utf-8") == "keep me"
 
 
-def test_train_refuses_a_non_positive_eval_max_chars(cli_run, tmp_path):
-    result, out = _train_new(tmp_path, cli_run.text, "--eval-max-chars", "0")
+@pytest.mark.parametrize("value", ["-5", "lots"])
+def test_train_refuses_a_bad_eval_max_chars(cli_run, tmp_path, value):
+    result, out = _train_new(tmp_path, cli_run.text, "--eval-max-chars", value)
     line = assert_error(result, 2)
-    assert re.search(r"eval[_-]max[_-]chars", line)
+    assert "number of characters" in line or re.search(r"eval[_-]max[_-]chars", line)
     assert not out.exists()
 
 

@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {
     "prepare": ((CorpusConfig, TrainConfig), {f.name for f in dataclasses.fields(CorpusConfig)} | SPLITS,
                 {"text", "out", "progress"}),
     "eval": ((SampleConfig,), {"unknown", "replacement"}, {
-        "run", "text", "split", "json_out", "device", "dynamic", "dynamic_lr", "dynamic_seq_len",
+        "run", "text", "split", "json_out", "device", "max_chars", "dynamic", "dynamic_lr", "dynamic_seq_len",
         "dynamic_decay"}),
 }
 
@@ -267,5 +267,5 @@ def test_train_passes_only_the_given_flags(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     (args, kwargs), = calls
     assert args == ([Path("t.txt")],)
-    assert kwargs == {"out_dir": tmp_path / "run", "resume": None, "preset": "auto", "progress_bar": False,
+    assert kwargs == {"out_dir": tmp_path / "run", "resume": None, "preset": None, "progress_bar": False,
                       "hidden_size": 8, "lowercase": False}

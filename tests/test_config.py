@@ -22,3 +22,10 @@ def test_bad_training_settings_are_refused(changes, named):
 def test_the_defaults_and_the_edges_are_accepted():
     TrainConfig()
     TrainConfig(eval_every=0, weight_decay=0, grad_clip=0, warmup_steps=0, seed=2**32 - 1, beta2=0.0)
+
+
+def test_eval_max_chars_defaults_to_a_cap_and_reads_old_runs_none_as_all():
+    assert TrainConfig().eval_max_chars == 200_000
+    assert TrainConfig(eval_max_chars=None).eval_max_chars == 0  # configs written before the cap
+    with pytest.raises(ConfigError, match="eval_max_chars"):
+        TrainConfig(eval_max_chars=-1)

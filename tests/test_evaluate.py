@@ -285,3 +285,14 @@ def test_eval_dynamic_refuses_a_window_model(runs_dir, tmp_path):
     text = write_text(tmp_path / "t.txt", words=60)
     result = invoke("eval", str(runs_dir / "window"), str(text), "--dynamic")
     assert result.exit_code != 0 and "stream-framed" in result.output
+
+
+def test_eval_max_chars_scores_the_first_characters(tmp_path):
+    run = train_stream_run(tmp_path / "run", write_text(tmp_path / "t.txt", words=2000))
+    whole = json.loads(invoke("eval", run, "--json").stdout)
+    capped = json.loads(invoke("eval", run, "--json", "--max-chars", "700").stdout)
+    assert capped["characters"] == 700 < whole["characters"]
+    assert json.loads(invoke("eval", run, "--json", "--max-chars", "all").stdout) == whole
+    val = open_prepared(run / DATA_DIR).split("val")
+    expected = evaluate_stream(load_model(run).model, val[:701], device=torch.device("cpu"))
+    assert capped["loss"] == pytest.approx(expected.loss, rel=1e-6)

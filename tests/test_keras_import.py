@@ -186,3 +186,26 @@ def test_cli_imports_then_generates_greedily_like_the_tutorial(tmp_path):
     assert first.exit_code == 0, first.output
     assert "Seed:" in first.stderr
     assert first.stdout == second.stdout and len(first.stdout) == 12 + 30 + 1
+
+
+def test_an_imported_run_fine_tunes_on_text_with_new_characters(tmp_path):
+    from charlstm.data.vocab import Vocab
+    from charlstm.runs.loading import load_model
+    from charlstm.training import session as api
+
+    text = write_text(tmp_path / "wonderland.txt", 14)
+    write_keras_file(tmp_path / "weights.hdf5", vocab_size=14, units=8, layers=2, gate="hard_sigmoid",
+                     window=12)
+    result = CliRunner().invoke(app, ["import-keras", str(tmp_path / "weights.hdf5"), "--text",
+                                      str(tmp_path / "wonderland.txt"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    old = load_model(tmp_path / "run")
+    (tmp_path / "new.txt").write_text(text[:2000] + "XYZ 123\n", encoding="ascii")
+    trainer = api.start_run([tmp_path / "new.txt"], tmp_path / "ft", progress_bar=False,
+                            overrides={"init_from": str(tmp_path / "run"), "max_steps": 2})
+    assert len(trainer.data.vocab) > len(old.vocab)
+    ids = Vocab(old.vocab.chars).encode(text[:600].lower())
+    device = torch.device("cpu")
+    before, after = (m.framing.evaluate(m.model, ids, device=device) for m in (old, trainer))
+    assert after.loss == pytest.approx(before.loss, rel=1e-5)
+    trainer.fit()

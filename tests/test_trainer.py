@@ -14,10 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from _runs import train_stream_run, write_text
 from charlstm.config.train import TrainConfig
+from charlstm.data.prepared import open_prepared
 from charlstm.errors import CheckpointError, ConfigError, CorpusError, TrainingDivergedError
+from charlstm.framing.stream import EVAL_ROWS, evaluate_stream
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import load_checkpoint, read_meta
+from charlstm.runs.loading import load_model
 from charlstm.training import session as api
 from charlstm.training.schedule import lr_factor
 
@@ -252,3 +256,26 @@ def test_bf16_autocast_trains_with_fp32_weights(tmp_path, text_file):
     assert all(t.dtype == torch.float32 for t in last.model_state().values())
     losses = [m["train_loss"] for m in runs.read_metrics(result.run_dir)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_evaluations_score_the_same_capped_prefix_and_record_it(tmp_path):
+    text = write_text(tmp_path / "t.txt", words=2000)
+    run = train_stream_run(tmp_path / "run", text, eval_max_chars=600, max_steps=7)
+    val = open_prepared(runs.data_dir(run)).split("val")
+    assert len(val) > 900  # the cap, not the split, decides what is scored
+    lines = [m for m in runs.read_metrics(run) if "val_loss" in m]
+    assert len(lines) >= 2
+    assert {m["val_characters"] for m in lines} == {600}
+    # The same rows every time: the first 600 predictions of the split, as evaluate_stream scores them.
+    model = load_model(run, which="last").model
+    assert lines[-1]["val_loss"] == pytest.approx(
+        evaluate_stream(model, val[:601], device=torch.device("cpu")).loss, rel=1e-6)
+
+
+def test_eval_max_chars_zero_scores_the_whole_split(tmp_path):
+    text = write_text(tmp_path / "t.txt", words=2000)
+    run = train_stream_run(tmp_path / "run", text, eval_max_chars=0, max_steps=3)
+    val = open_prepared(runs.data_dir(run)).split("val")
+    [line] = [m for m in runs.read_metrics(run) if "val_loss" in m]
+    # Rows of equal length: at most rows - 1 trailing characters are left over.
+    assert len(val) - 1 - EVAL_ROWS < line["val_characters"] <= len(val) - 1

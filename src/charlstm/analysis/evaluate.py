@@ -18,17 +18,22 @@ from charlstm.runs.loading import LoadedModel, load_model
 
 def score_run(
     run: Path, texts: list[Path] | None = None, *, split: str = "val", unknown: str = "error",
-    replacement: str | None = None, device: str = "cpu",
+    replacement: str | None = None, device: str = "cpu", max_chars: int | None = None, progress: bool = False,
 ) -> EvalResult:
-    """Score a run's best checkpoint on its held-out ``split`` or on the given text files."""
+    """Score a run's best checkpoint on its held-out ``split`` or on the given text files.
+
+    Every character is scored unless ``max_chars`` caps it (the text's first ones).
+    """
     loaded = load_model(Path(run), resolve_device(device))
     ids = _ids_to_score(loaded, run, texts, split, unknown, replacement)
-    return loaded.framing.evaluate(loaded.model, ids, device=loaded.model.head.weight.device)
+    return loaded.framing.evaluate(loaded.model, ids, device=loaded.model.head.weight.device,
+                                   max_chars=max_chars, progress=progress)
 
 
 def dynamic_score_run(
     run: Path, texts: list[Path] | None = None, *, config: DynamicConfig | None = None, split: str = "val",
     unknown: str = "error", replacement: str | None = None, device: str = "cpu", progress: bool = False,
+    max_chars: int | None = None,
 ) -> DynamicResult:
     """Static and dynamic scores of a stream run's best checkpoint; the run's files are only read."""
     loaded = load_model(Path(run), resolve_device(device))
@@ -36,6 +41,8 @@ def dynamic_score_run(
         raise ConfigError("dynamic evaluation reads the text as one stream: it needs a stream-framed model, "
                           f"and {run} is {loaded.framing.name}-framed")
     ids = _ids_to_score(loaded, run, texts, split, unknown, replacement)
+    if max_chars is not None:
+        ids = ids[: max_chars + 1]  # max_chars predictions
     return dynamic_evaluate(loaded.model, ids, config, device=loaded.model.head.weight.device,
                             progress=progress)
 

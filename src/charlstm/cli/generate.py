@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from charlstm.cli.options import config_flags
+from charlstm.cli.options import config_flags, parse_char_count
 from charlstm.config.dynamic import DynamicConfig
 from charlstm.config.sample import SampleConfig
 
@@ -77,6 +77,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="val or test, when no TEXT is given.")] = "val",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
+    max_chars: Annotated[int, typer.Option(
+        parser=parse_char_count, metavar="N|all",
+        help="Score only the text's first N characters (all or 0: every one).")] = 0,
     dynamic: Annotated[bool, typer.Option(
         "--dynamic", help="Also score while adapting the weights to the text as it is read.",
         rich_help_panel="Dynamic evaluation")] = False,
@@ -93,12 +96,13 @@ def evaluate(
     from charlstm.analysis.evaluate import dynamic_score_run, score_run
 
     if not dynamic:
-        result = score_run(run, text, split=split, device=device, **settings)
+        result = score_run(run, text, split=split, device=device, max_chars=max_chars or None,
+                           progress=not json_out, **settings)
         typer.echo(json.dumps(result.as_dict()) if json_out else _describe(result))
         return
     config = DynamicConfig(lr=dynamic_lr, seq_len=dynamic_seq_len, decay=dynamic_decay)
     both = dynamic_score_run(run, text, config=config, split=split, device=device, progress=not json_out,
-                             **settings)
+                             max_chars=max_chars or None, **settings)
     if json_out:
         typer.echo(json.dumps({"static": both.static.as_dict(), "dynamic": both.dynamic.as_dict(),
                                "dynamic_settings": dataclasses.asdict(config)}))

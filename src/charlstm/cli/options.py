@@ -46,7 +46,7 @@ FIELD_HELP: dict[str, str] = {
     "min_lr_ratio": "The cosine schedule ends at lr * this.",
     "val_fraction": "The last part of the text held out.",
     "eval_every": "Steps between evaluations (0: at epoch ends only).",
-    "eval_max_chars": "Cap on held-out characters scored per evaluation.",
+    "eval_max_chars": "Held-out characters each evaluation scores, the split's first ones (all: every one).",
     "checkpoint_metric": "What 'best' means (train_loss: the epoch mean, as Keras's loss).",
     "checkpoint_name": "Checkpoint file name; fields: epoch, step, loss.",
     "keep_best": "How many improvements to keep on disk.",
@@ -58,6 +58,9 @@ FIELD_HELP: dict[str, str] = {
     "log_every": "Steps between progress updates and NaN checks.",
     "sample_every": "Log short samples every N steps (0: never).",
     "sample_length": "Characters per logged sample.",
+    "init_from": "Fine-tune: start a new run from this run's (or checkpoint's) weights.",
+    "strict_vocab": "Fine-tune: refuse characters the model lacks instead of adding them.",
+    "tensorboard": "Also write losses, bits/char, lr, speed and samples to RUN/tensorboard/.",
     "strip_gutenberg": "Cut Project Gutenberg's header and licence.",
     "encoding": "Encoding of the text files.",
     "normalize": "BOM, newlines, NFC, blank lines; off only to read a text exactly as another tool did.",
@@ -85,8 +88,24 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def parse_char_count(text: str | int) -> int:
+    """'all' -> 0 (no cap); otherwise a whole number of characters, 0 or more."""
+    text = str(text)  # click also passes the default through
+    if text.strip().lower() == "all":
+        return 0
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise ConfigError(f"cannot read {text!r} as a number of characters; write e.g. 200000 or all"
+                          ) from None
+    if value < 0:
+        raise ConfigError("a number of characters must be >= 0 (0 or all: every one)")
+    return value
+
+
 # Fields read from text another way than their type: (parser, metavar).
-_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {"time_budget": (parse_duration, "DURATION")}
+_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "time_budget": (parse_duration, "DURATION"), "eval_max_chars": (parse_char_count, "N|all")}
 
 
 def settable_fields(config: type) -> list[tuple[str, Any]]:

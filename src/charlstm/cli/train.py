@@ -35,7 +35,8 @@ def train(
     ] = None,
     preset: Annotated[
         str | None,
-        typer.Option(help=f"One of: {', '.join(presets.PRESETS)}. Default: auto, sized to text and budget."),
+        typer.Option(help=f"One of: {', '.join(presets.PRESETS)}. Default: auto, sized to text and budget "
+                     "(with --init-from: the source run's settings)."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = True,
     **settings: Any,
@@ -47,7 +48,7 @@ def train(
         raise ConfigError("give --out RUN_FOLDER for a new run (or --resume RUN)")
     with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
         console_level(logging.getLogger().level)
-        result = api.train(text, out_dir=out, resume=resume, preset=preset or "auto",
+        result = api.train(text, out_dir=out, resume=resume, preset=preset,
                            progress_bar=progress, **settings)
     if not result.is_main:  # one voice: the other processes of a torchrun launch stay quiet
         return

@@ -51,6 +51,14 @@ def _mark_seen(seen: np.ndarray, text: str) -> None:
         seen[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)] = True
 
 
+def _vocabulary(seen: np.ndarray, base: Vocab | None) -> Vocab:
+    """The characters seen, sorted; after ``base``'s, in its order, when given."""
+    chars = [chr(c) for c in np.flatnonzero(seen)]
+    if base is None:
+        return Vocab(chars)
+    return Vocab([*base.chars, *(c for c in chars if c not in base.index)])
+
+
 def prepare_corpus(
     sources: Sequence[str | Path],
     out_dir: str | Path,
@@ -59,8 +67,12 @@ def prepare_corpus(
     val_fraction: float = 0.1,
     test_fraction: float = 0.0,
     progress_bar: bool = True,
+    base_vocab: Vocab | None = None,
 ) -> PreparedData:
-    """Clean, build the vocabulary, and write ``train/val/test.bin`` and ``meta.json``."""
+    """Clean, build the vocabulary, and write ``train/val/test.bin`` and ``meta.json``.
+
+    With ``base_vocab`` (fine-tuning) its characters keep their ids and the text's others follow.
+    """
     out_dir, corpus = Path(out_dir), corpus or CorpusConfig()
     if (out_dir / META_FILE).exists():
         raise CheckpointError(f"{out_dir} already holds prepared data; choose another folder")
@@ -76,10 +88,10 @@ def prepare_corpus(
             length += len(piece)
         if length == 0:
             raise CorpusError("the text is empty after cleaning")
-        vocab = Vocab([chr(c) for c in np.flatnonzero(seen)])
+        vocab = _vocabulary(seen, base_vocab)
         dtype = id_dtype(len(vocab))
         lookup = np.zeros(MAX_CODE_POINT, dtype=dtype)
-        lookup[np.flatnonzero(seen)] = np.arange(len(vocab), dtype=dtype)
+        lookup[[ord(c) for c in vocab.chars]] = np.arange(len(vocab), dtype=dtype)
         sizes = split_sizes(length, val_fraction, test_fraction)
         writer = SplitWriter(out_dir, sizes, dtype)
         hasher = hashlib.sha256()

@@ -18,7 +18,7 @@ registry in ``charlstm.framing``. Nothing outside these modules compares framing
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -86,8 +86,11 @@ class Framing(ABC):
 
     @abstractmethod
     def evaluate(self, model: CharLSTM, ids: np.ndarray, *, device: torch.device,
-                 max_chars: int | None = None) -> EvalResult:
-        """Score ``ids`` as this framing's model reads text; ``max_chars`` caps the predictions."""
+                 max_chars: int | None = None, progress: bool = False) -> EvalResult:
+        """Score ``ids`` as this framing's model reads text; ``max_chars`` caps the predictions.
+
+        ``progress`` shows a bar (on a terminal) for long interactive scoring.
+        """
 
     @abstractmethod
     def reader(self, model: CharLSTM, prompt: torch.Tensor, rows: int) -> Reader:
@@ -112,3 +115,12 @@ def random_window(vocab: Vocab, ids: np.ndarray | None, length: int, rng: np.ran
             "give a prompt", hint="--prompt")
     start = int(rng.integers(0, max(1, len(ids) - length)))
     return vocab.decode(np.asarray(ids[start : start + length]))
+
+
+def progress_bar(steps: range, show: bool, *, unit_scale: int) -> Iterable[int]:
+    """``steps``, under a characters-scored bar when ``show`` and stderr is a terminal."""
+    if not show:
+        return steps
+    from tqdm import tqdm  # only for long interactive scoring
+
+    return tqdm(steps, desc="scoring", unit="char", unit_scale=unit_scale, leave=False, disable=None)

@@ -26,7 +26,7 @@ from charlstm.config.choices import FramingName
 from charlstm.data.prepared import to_tensor
 from charlstm.data.vocab import Vocab
 from charlstm.errors import ConfigError, CorpusError
-from charlstm.framing.base import Batch, Framing
+from charlstm.framing.base import Batch, Framing, progress_bar
 from charlstm.model.loss import EvalResult, char_loss
 from charlstm.model.network import CharLSTM, State, detach_state
 from charlstm.model.stepper import LSTMStepper, supports_fast_steps
@@ -53,8 +53,8 @@ class StreamFraming(Framing):
         return char_loss(logits, y), detach_state(new_state)
 
     def evaluate(self, model: CharLSTM, ids: np.ndarray, *, device: torch.device,
-                 max_chars: int | None = None) -> EvalResult:
-        return evaluate_stream(model, ids, device=device, max_chars=max_chars)
+                 max_chars: int | None = None, progress: bool = False) -> EvalResult:
+        return evaluate_stream(model, ids, device=device, max_chars=max_chars, progress=progress)
 
     def reader(self, model: CharLSTM, prompt: torch.Tensor, rows: int) -> StreamReader:
         return StreamReader(model, prompt, rows)
@@ -112,7 +112,7 @@ class StreamBatches:
 @torch.no_grad()
 def evaluate_stream(
     model: CharLSTM, ids: np.ndarray, *, device: torch.device, max_chars: int | None = None,
-    rows: int = EVAL_ROWS,
+    rows: int = EVAL_ROWS, progress: bool = False,
 ) -> EvalResult:
     """Score every position of ``ids`` with state carried, as a stream model reads.
 
@@ -135,7 +135,7 @@ def evaluate_stream(
     model.eval()
     state = model.init_state(rows, device)
     total = torch.zeros((), device=device, dtype=torch.float64)
-    for start in range(0, row_len, EVAL_CHUNK):
+    for start in progress_bar(range(0, row_len, EVAL_CHUNK), progress, unit_scale=rows * EVAL_CHUNK):
         cols = slice(start, start + EVAL_CHUNK)
         x, y = to_tensor(inputs[:, cols]).to(device), to_tensor(targets[:, cols]).to(device)
         logits, state = model(x, state)  # (rows, chunk, V)

@@ -14,7 +14,7 @@ import torch
 from charlstm.config.choices import FramingName
 from charlstm.data.prepared import to_tensor
 from charlstm.errors import ConfigError, CorpusError
-from charlstm.framing.base import Batch, Framing
+from charlstm.framing.base import Batch, Framing, progress_bar
 from charlstm.model.loss import EvalResult, char_loss
 from charlstm.model.network import CharLSTM, State
 
@@ -36,8 +36,9 @@ class WindowFraming(Framing):
         return char_loss(logits[:, -1], y), None
 
     def evaluate(self, model: CharLSTM, ids: np.ndarray, *, device: torch.device,
-                 max_chars: int | None = None) -> EvalResult:
-        return evaluate_windows(model, ids, seq_len=self.seq_len, device=device, max_windows=max_chars)
+                 max_chars: int | None = None, progress: bool = False) -> EvalResult:
+        return evaluate_windows(model, ids, seq_len=self.seq_len, device=device, max_windows=max_chars,
+                                progress=progress)
 
     def reader(self, model: CharLSTM, prompt: torch.Tensor, rows: int) -> WindowReader:
         return WindowReader(model, prompt, rows, self.seq_len)
@@ -107,6 +108,7 @@ def evaluate_windows(
     device: torch.device,
     batch_size: int = 256,
     max_windows: int | None = None,
+    progress: bool = False,
 ) -> EvalResult:
     """Score the id after each window of ``seq_len``, as a window (tutorial) model reads.
 
@@ -124,7 +126,7 @@ def evaluate_windows(
     was_training = model.training
     model.eval()
     total = 0.0
-    for begin in range(0, len(starts), batch_size):
+    for begin in progress_bar(range(0, len(starts), batch_size), progress, unit_scale=batch_size):
         batch_starts = starts[begin : begin + batch_size]
         x = to_tensor(ids[batch_starts[:, None] + offsets]).to(device)  # (B, T)
         y = to_tensor(ids[batch_starts + seq_len]).to(device)  # (B,)

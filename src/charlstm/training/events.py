@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from charlstm.model.loss import EvalResult
+
 
 @dataclass(frozen=True)
 class RunStart:
@@ -42,6 +44,7 @@ class LogPoint:
     step_s: float  # seconds per step since then
     chars_per_s: float
     time_left_s: float | None  # of the time budget, when there is one
+    lr: float  # the learning rate of the step just done
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,16 @@ class ReportStart:
 class ReportEnd:
     step: int
     record: dict[str, Any]  # what was appended to metrics.jsonl (empty on ranks other than 0)
+    val: EvalResult | None = None  # the held-out score, when there is a held-out split (rank 0 only)
+
+
+@dataclass(frozen=True)
+class SampleLogged:
+    """A sample ``sample_every`` produced: the prompt and what the model wrote after it."""
+
+    step: int
+    temperature: float
+    text: str  # prompt and continuation, as logged
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ class RunEnd:
     reason: str  # max_steps, epochs, time_budget or interrupted
 
 
-Event = RunStart | StepEnd | LogPoint | ReportStart | ReportEnd | CheckpointSaved | RunEnd
-E = TypeVar("E", RunStart, StepEnd, LogPoint, ReportStart, ReportEnd, CheckpointSaved, RunEnd)
+Event = RunStart | StepEnd | LogPoint | ReportStart | ReportEnd | SampleLogged | CheckpointSaved | RunEnd
+E = TypeVar("E", RunStart, StepEnd, LogPoint, ReportStart, ReportEnd, SampleLogged, CheckpointSaved, RunEnd)
 
 
 class Callbacks:

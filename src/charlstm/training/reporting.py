@@ -39,7 +39,8 @@ class Reporter:
         t = self.trainer
         if len(t.val_ids) <= t.config.seq_len:
             return None
-        return t.framing.evaluate(t.model, t.val_ids, device=t.device, max_chars=t.config.eval_max_chars)
+        cap = t.config.eval_max_chars or None  # 0: all
+        return t.framing.evaluate(t.model, t.val_ids, device=t.device, max_chars=cap)
 
     def report(self, recent_loss: float | None, epoch_end: bool, elapsed: float) -> None:
         """Evaluate, log a metrics line, keep the best checkpoints and write ``last``."""
@@ -60,7 +61,8 @@ class Reporter:
             return
         result = self.evaluate_val()
         if result is not None:
-            record.update({f"val_{k}": v for k, v in result.as_dict().items() if k != "characters"})
+            # val_characters says what the figures were computed on
+            record.update({f"val_{k}": v for k, v in result.as_dict().items()})
         metric_key = "val_loss" if c.checkpoint_metric == "val_loss" else "epoch_train_loss"
         t.last_eval = record
         folder.append_metrics(t.run_dir, record)
@@ -68,7 +70,7 @@ class Reporter:
                  ", ".join(f"{k} {v:.4f}" for k, v in record.items() if "loss" in k or "bits" in k))
         t.checkpoints.keep_if_best(record.get(metric_key))
         t.checkpoints.save_last()
-        t.callbacks.emit(ReportEnd(p.step, record))
+        t.callbacks.emit(ReportEnd(p.step, record, result))
 
     def check_finite(self, recent_loss: float | None) -> None:
         """Refuse to go on (or save) once the loss or any weight is NaN or infinite."""

@@ -11,7 +11,7 @@ import torch
 from charlstm.config.sample import SampleConfig
 from charlstm.generation.generators import continue_ids
 from charlstm.generation.sampling import SAMPLE_TEMPERATURES, make_generator
-from charlstm.training.events import StepEnd
+from charlstm.training.events import SampleLogged, StepEnd
 
 if TYPE_CHECKING:
     from charlstm.training.trainer import Trainer
@@ -37,10 +37,11 @@ class SampleLogger:
         source = t.val_ids if len(t.val_ids) > t.config.seq_len else t.data.split("train")
         prompt = torch.from_numpy(np.asarray(source[: framing.sample_prompt_length], dtype=np.int64))
         vocab = t.data.vocab
+        prompt_text = vocab.decode(prompt.tolist())
         for temperature in SAMPLE_TEMPERATURES:
             config = SampleConfig(length=t.config.sample_length, temperature=temperature, seed=0)
             generator, _ = make_generator(0, t.device)
             steps = continue_ids(t.model, framing, prompt, config, generator)
-            text = vocab.decode(int(s[0]) for s in steps)
-            log.info("sample at step %d, temperature %.1f:\n%s%s\n", t.progress.step, temperature,
-                     vocab.decode(prompt.tolist()), text)
+            text = prompt_text + vocab.decode(int(s[0]) for s in steps)
+            log.info("sample at step %d, temperature %.1f:\n%s\n", t.progress.step, temperature, text)
+            t.callbacks.emit(SampleLogged(t.progress.step, temperature, text))

@@ -23,19 +23,22 @@ from charlstm.config.train import RESUMABLE_FIELDS, TrainConfig
 from charlstm.data.prepare import prepare_corpus
 from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
 from charlstm.data.sources import default_corpus_path
+from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
 from charlstm.model.runtime import resolve_device, seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
 from charlstm.runs.folder import config_record
-from charlstm.training import distributed, sizing
+from charlstm.training import distributed, finetune, sizing
+from charlstm.training.tensorboard import summary_writer_class
 from charlstm.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
 
 def _prepare_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, train_cfg: TrainConfig,
-                  progress_bar: bool, prepare: bool = True) -> tuple[PreparedData, CorpusConfig, str]:
+                  progress_bar: bool, prepare: bool = True, base_vocab: Vocab | None = None,
+                  ) -> tuple[PreparedData, CorpusConfig, str]:
     """The run's data: a prepared folder used in place, or texts prepared into RUN/data.
 
     With ``prepare`` off (the other processes of a distributed run) RUN/data is only opened.
@@ -50,7 +53,7 @@ def _prepare_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, tr
         return open_prepared(out_dir / runs.DATA_DIR), corpus_cfg, runs.DATA_DIR
     data = prepare_corpus(paths, out_dir / runs.DATA_DIR, corpus=corpus_cfg,
                           val_fraction=train_cfg.val_fraction, test_fraction=train_cfg.test_fraction,
-                          progress_bar=progress_bar)
+                          progress_bar=progress_bar, base_vocab=base_vocab)
     return data, corpus_cfg, runs.DATA_DIR
 
 
@@ -58,13 +61,26 @@ def start_run(
     sources: Sequence[str | Path] | None,
     out_dir: str | Path,
     *,
-    preset: str = "auto",
+    preset: str | None = None,
     overrides: dict[str, Any] | None = None,
     progress_bar: bool = True,
 ) -> Trainer:
-    """Prepare the text (or use a prepared data folder) for a new run; return its trainer."""
+    """Prepare the text (or use a prepared data folder) for a new run; return its trainer.
+
+    ``preset`` defaults to ``auto``; with ``init_from`` among the overrides (fine-tuning) the
+    training settings default to the source run's instead.
+    """
     out_dir = Path(out_dir)
-    model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
+    overrides = overrides or {}
+    source = finetune.open_source(overrides["init_from"]) if overrides.get("init_from") else None
+    if source is not None:
+        model_cfg, train_cfg, corpus_cfg = finetune.fine_tune_configs(source, preset, overrides)
+        train_cfg = replace(train_cfg, init_from=str(source.loaded.path.resolve()))
+    else:
+        preset = preset or "auto"
+        model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
+    if train_cfg.tensorboard:  # a missing extra fails now, not after preparing a corpus
+        summary_writer_class()
     dist = distributed.from_environment()
     runs.check_fresh(out_dir)
     dist.barrier()  # every process has looked before rank 0 creates anything
@@ -74,7 +90,10 @@ def start_run(
         failure = None
         if dist.is_main:  # rank 0 prepares; the others wait, then read what it wrote
             try:
-                prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, progress_bar)
+                prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, progress_bar,
+                                         base_vocab=source.vocab if source else None)
+                if source is not None:
+                    finetune.check_vocab(source, prepared[0].vocab, strict=train_cfg.strict_vocab)
             except CharLSTMError as exc:
                 failure = exc
         rank0_failure = dist.gather_objects(str(failure) if failure else None)[0]
@@ -88,17 +107,18 @@ def start_run(
         out_dir.mkdir(parents=True, exist_ok=True)  # a run on a prepared folder writes nothing else yet
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
         plan = None
-        if presets.PRESETS[preset].sized:  # rank 0 probes and chooses; every process takes its choice
+        if source is None and presets.PRESETS[preset].sized:  # rank 0 probes and chooses; all take it
             if dist.is_main:
-                plan = sizing.plan_run(model_cfg, train_cfg, given=set(overrides or {}),
+                plan = sizing.plan_run(model_cfg, train_cfg, given=set(overrides),
                                        train_chars=data.sizes["train"],
                                        device=resolve_device(train_cfg.device))
                 log.info("%s", plan.describe())
             chosen = dist.gather_objects(plan.chosen if plan else None)[0]
             model_cfg, train_cfg = sizing.apply_choice(model_cfg, train_cfg, chosen)
         seed_everything(train_cfg.seed)  # the initial weights and dropout draws follow the seed
+        weights = finetune.initial_weights(source, len(data.vocab)) if source else None
         trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
-                          dist=dist)
+                          dist=dist, initial_weights=weights)
         seed_processes(train_cfg.seed, dist)
     except BaseException:
         if created and dist.is_main:
@@ -107,7 +127,8 @@ def start_run(
     if dist.is_main:
         runs.write_config(out_dir, config_record(
             model_cfg, train_cfg, corpus_cfg, preset=preset, sources=[str(p) for p in paths],
-            data_dir=data_dir, **({"sizing": plan.as_dict()} if plan else {})))
+            data_dir=data_dir, **({"sizing": plan.as_dict()} if plan else {}),
+            **({"init_from": source.record(data.vocab)} if source else {})))
     log.info("Total Characters: %d", data.total_characters)
     log.info("Total Vocab: %d", len(data.vocab))
     log.info("%s", trainer.batches.describe())
@@ -147,7 +168,7 @@ def train(
     *,
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
-    preset: str = "auto",
+    preset: str | None = None,
     progress_bar: bool = False,
     **overrides: Any,
 ) -> TrainResult:

@@ -2,9 +2,9 @@
 
 The loop alone lives here. What it hands off: ``checkpointing`` (what is saved, what is kept,
 resume), ``reporting`` (the evaluation schedule and metrics.jsonl), ``stopping`` (limits and
-the budget the schedule follows), ``display`` and ``samples`` (subscribers to the events of
-``events``). Seeding is the session's job (``session.start_run``), done before a Trainer is
-built, so building one changes no global state.
+the budget the schedule follows), ``display``, ``samples`` and ``tensorboard`` (subscribers to
+the events of ``events``). Seeding is the session's job (``session.start_run``), done before a
+Trainer is built, so building one changes no global state.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from charlstm.training.runtime import LOG_FILE, run_log, stop_on_sigint
 from charlstm.training.samples import SampleLogger
 from charlstm.training.schedule import lr_factor, make_optimizer
 from charlstm.training.stopping import StopRules
+from charlstm.training.tensorboard import TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Trainer:
     def __init__(
         self, run_dir: Path, data: PreparedData, model_config: ModelConfig,
         train_config: TrainConfig, corpus_config: CorpusConfig, *, progress_bar: bool = True,
-        dist: Distributed | None = None,
+        dist: Distributed | None = None, initial_weights: dict[str, torch.Tensor] | None = None,
     ):
         self.run_dir, self.data, self.config = run_dir, data, train_config
         self.model_config, self.corpus_config = model_config, corpus_config
@@ -67,7 +68,10 @@ class Trainer:
         self.stop_requested = threading.Event()  # Ctrl-C, or another thread, asks to stop
         self.clock = time.perf_counter  # replaceable, e.g. by a benchmark that pauses it to score
         self.callbacks = Callbacks()
-        self.model = CharLSTM(model_config).to(self.device)
+        self.model = CharLSTM(model_config)
+        if initial_weights is not None:  # fine-tuning: another run's weights, before DDP copies rank 0's
+            self.model.load_state_dict(initial_weights)
+        self.model.to(self.device)
         # ``model`` is what is saved and evaluated; ``train_model`` is what steps (DDP averages
         # its gradients across processes, and starts every process from rank 0's weights).
         self.train_model: torch.nn.Module = self.model
@@ -93,6 +97,8 @@ class Trainer:
         self.checkpoints = Checkpointing(self)
         self.reporter = Reporter(self)
         SampleLogger(self)
+        if train_config.tensorboard:
+            TensorBoardLogger(self)
         if progress_bar and dist.is_main:
             ProgressBar(self.callbacks)
 
@@ -170,8 +176,8 @@ class Trainer:
             recent, step_s = window.take(self.dist)
             if not math.isfinite(recent):
                 self.reporter.check_finite(recent)
-            self.callbacks.emit(LogPoint(p.step, p.epoch, recent, step_s,
-                                         c.batch_size * c.seq_len / step_s, stops.time_left()))
+            self.callbacks.emit(LogPoint(p.step, p.epoch, recent, step_s, c.batch_size * c.seq_len / step_s,
+                                         stops.time_left(), self.optimizer.param_groups[0]["lr"]))
         if eval_due:
             self.reporter.report(recent, epoch_end, stops.elapsed)
         if epoch_end:
