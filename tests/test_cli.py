@@ -364,7 +364,10 @@ def test_generate_on_a_corrupted_checkpoint(run_copy, damage):
     for path in best:
         path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x93NUMPY" * 40,
                           "empty": b""}[damage])
-    assert_error(invoke("generate", run_copy, "--prompt", "the ", "--length", "5"), 4, "corrupted")
+    # The folder falls back past its damaged best checkpoints (to last), saying so; the file itself fails.
+    from_folder = invoke("generate", run_copy, "--prompt", "the ", "--length", "5")
+    assert from_folder.exit_code == 0
+    assert "skipping" in from_folder.output and "corrupted" in from_folder.output
     assert_error(invoke("generate", best[0], "--prompt", "the ", "--length", "5"), 4, best[0].name)
 
 

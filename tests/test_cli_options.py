@@ -35,7 +35,7 @@ SPLITS = {"val_fraction", "test_fraction"}
 # command -> (the configs whose fields it takes, only these of them or all, its own parameters)
 COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {
     "train": ((ModelConfig, TrainConfig, CorpusConfig), None,
-              {"text", "out", "resume", "preset", "progress"}),
+              {"text", "out", "resume", "preset", "progress", "overwrite"}),
     "generate": ((SampleConfig,), None, {"run", "prompt", "interactive", "device"}),
     "prepare": ((CorpusConfig, TrainConfig), {f.name for f in dataclasses.fields(CorpusConfig)} | SPLITS,
                 {"text", "out", "progress"}),
@@ -268,4 +268,5 @@ def test_train_passes_only_the_given_flags(monkeypatch, tmp_path):
     (args, kwargs), = calls
     assert args == ([Path("t.txt")],)
     assert kwargs == {"out_dir": tmp_path / "run", "resume": None, "preset": None, "progress_bar": False,
+                      "overwrite": False,
                       "hidden_size": 8, "lowercase": False}

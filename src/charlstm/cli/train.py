@@ -39,17 +39,20 @@ def train(
                      "(with --init-from: the source run's settings)."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace --out if it holds a run that died before its first checkpoint.")
+    ] = False,
     **settings: Any,
 ) -> None:
     """Train a model (new run with --out, or --resume RUN); settings not given keep the preset's."""
-    if resume is not None and (text or out or preset):
-        raise ConfigError("--resume takes no TEXT, --out or --preset: the run folder has them")
+    if resume is not None and (text or out or preset or overwrite):
+        raise ConfigError("--resume takes no TEXT, --out, --preset or --overwrite: the run folder has them")
     if resume is None and out is None:
         raise ConfigError("give --out RUN_FOLDER for a new run (or --resume RUN)")
     with logging_redirect_tqdm():  # log lines print above the progress bar, not through it
         console_level(logging.getLogger().level)
         result = api.train(text, out_dir=out, resume=resume, preset=preset,
-                           progress_bar=progress, **settings)
+                           progress_bar=progress, overwrite=overwrite, **settings)
     if not result.is_main:  # one voice: the other processes of a torchrun launch stay quiet
         return
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items() if "loss" in k or "bits" in k)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
 from charlstm.errors import CheckpointError
 from charlstm.runs.checkpoint import SUFFIX, read_meta
+from charlstm.runs.manifest import MANIFEST_FILE, read_manifest, write_manifest
+from charlstm.runs.meta import parse_configs
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +32,84 @@ LAST = "last" + SUFFIX
 
 
 def best_checkpoints(run_dir: Path) -> list[tuple[float, Path]]:
-    """(metric, path) of the run's best checkpoints, lowest metric first."""
+    """(metric, path) of the run's own best checkpoints, lowest metric first.
+
+    A run with a manifest has the files it lists that still exist. A run from before manifests
+    is read file by file; a file that is not a readable checkpoint is skipped with a warning.
+    """
+    listed = read_manifest(run_dir)
+    if listed is not None:
+        return sorted((metric, run_dir / name) for name, metric in listed.items()
+                      if (run_dir / name).is_file())
     found = []
-    for path in run_dir.glob("*" + SUFFIX):
-        if path.name == LAST or path.name.startswith(".tmp-"):
+    for path in _checkpoint_files(run_dir):
+        try:
+            metric = read_meta(path).metric
+        except CheckpointError as exc:
+            log.warning("skipping %s", exc)
             continue
-        metric = read_meta(path).metric
         if metric is not None:
             found.append((metric.value, path))
     return sorted(found)
 
 
-def check_fresh(out_dir: Path) -> None:
-    """Refuse to start a run over an existing one: its checkpoints would be mixed or lost."""
+def record_best(run_dir: Path, name: str, metric: float, *, keep: int) -> list[Path]:
+    """List a best checkpoint just saved, then delete the listed ones past the ``keep`` best.
+
+    Only files in the manifest are ever deleted; returns those that were.
+    """
+    listed = read_manifest(run_dir)
+    if listed is None:  # a run from before manifests adopts the best checkpoints it has
+        listed = {path.name: value for value, path in best_checkpoints(run_dir)}
+    listed[name] = metric
+    write_manifest(run_dir, listed)
+    stale = [n for n, _ in sorted(listed.items(), key=lambda item: item[1])[keep:]]
+    for n in stale:
+        (run_dir / n).unlink(missing_ok=True)  # first the file: a kill now leaves a listed gap
+        del listed[n]
+    if stale:
+        write_manifest(run_dir, listed)
+    return [run_dir / n for n in stale]
+
+
+def foreign_files(run_dir: Path) -> list[Path]:
+    """Checkpoint-named files in a run folder that charlstm did not write as this run's (kept)."""
+    listed = read_manifest(run_dir)
+    return [] if listed is None else [p for p in _checkpoint_files(run_dir) if p.name not in listed]
+
+
+def _checkpoint_files(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.glob("*" + SUFFIX) if p.name != LAST and not p.name.startswith(".tmp-"))
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run saved anything to go on from: ``last`` or one of its best checkpoints."""
+    return (run_dir / LAST).is_file() or bool(best_checkpoints(run_dir))
+
+
+def check_fresh(out_dir: Path, *, overwrite: bool = False) -> None:
+    """Refuse to start a run over an existing one: its checkpoints would be mixed or lost.
+
+    A run that stopped before its first checkpoint holds nothing to lose: ``overwrite``
+    replaces it (its config, metrics and RUN/data); one with checkpoints is never replaced.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise CheckpointError(f"{out_dir} exists and is not a folder; choose another output folder")
-    if (out_dir / CONFIG_FILE).exists() or any(out_dir.glob("*" + SUFFIX)):
+    if has_checkpoint(out_dir) or (not (out_dir / CONFIG_FILE).exists() and any(out_dir.glob("*" + SUFFIX))):
         raise CheckpointError(f"{out_dir} already holds a run; resume it or choose another output folder",
                               hint=f"--resume {out_dir}, or another --out")
+    if not (out_dir / CONFIG_FILE).exists():
+        return
+    if not overwrite:
+        raise CheckpointError(f"{out_dir} holds a run that stopped before its first checkpoint: "
+                              f"--resume {out_dir} starts it again from step 0 with its settings, "
+                              "--overwrite replaces it",
+                              hint=f"--resume {out_dir}, or --overwrite")
+    for name in (CONFIG_FILE, METRICS_FILE, MANIFEST_FILE, "train.log"):
+        (out_dir / name).unlink(missing_ok=True)
+    for name in (DATA_DIR, "tensorboard"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    log.info("%s: replaced a run that had no checkpoint", out_dir)
 
 
 def resolve_checkpoint(path: Path, which: str = "best") -> Path:
@@ -56,9 +119,12 @@ def resolve_checkpoint(path: Path, which: str = "best") -> Path:
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run folder or checkpoint file")
     if which == "best":
-        best = best_checkpoints(path)
-        if best:
-            return best[0][1]
+        for _, best in best_checkpoints(path):
+            try:
+                read_meta(best)
+                return best
+            except CheckpointError as exc:  # a damaged best: the next one is almost as good
+                log.warning("skipping %s", exc)
     last = path / LAST
     if last.is_file():
         return last
@@ -90,6 +156,32 @@ def read_record(run_dir: Path) -> RunRecord:
 def data_dir(run_dir: Path) -> Path:
     """The run's prepared data: RUN/data, or the prepared folder the run was started on."""
     return run_dir / read_record(run_dir).data_dir  # an absolute recorded path replaces run_dir
+
+
+def read_configs(run_dir: Path) -> tuple[ModelConfig, TrainConfig, CorpusConfig]:
+    """The configs RUN/config.json recorded when the run started."""
+    path = run_dir / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable or damaged ({exc})") from None
+    return parse_configs(raw, path)
+
+
+def resume_point(run_dir: Path) -> Path | None:
+    """What a resume starts from: ``last``, else (a kill between the two writes) the newest best."""
+    if (run_dir / LAST).is_file():
+        return run_dir / LAST
+    newest = None
+    for _, path in best_checkpoints(run_dir):
+        try:
+            step = read_meta(path).progress.step
+        except CheckpointError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        if newest is None or step > newest[0]:
+            newest = (step, path)
+    return None if newest is None else newest[1]
 
 
 def run_dir_of(checkpoint_path: Path) -> Path | None:

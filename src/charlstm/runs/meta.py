@@ -85,6 +85,15 @@ class CheckpointMeta:
         return Vocab(self.vocab)
 
 
+def parse_configs(raw: object, path: Path) -> tuple[ModelConfig, TrainConfig, CorpusConfig]:
+    """The model, train and corpus configs of a record such as RUN/config.json, checked field by field."""
+    if not isinstance(raw, dict):
+        raise _bad(path, "configs", f"expected an object, got {raw!r:.60}")
+    model, train, corpus = (_parse(cls, raw.get(key), path, key)
+                            for cls, key in zip(_CONFIGS, ("model", "train", "corpus"), strict=True))
+    return model, train, corpus
+
+
 def _bad(path: Path, where: str, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: bad checkpoint metadata: field {where}: {problem}")
 

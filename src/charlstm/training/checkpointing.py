@@ -2,7 +2,8 @@
 
 Every evaluation writes ``last`` (the whole training state) and, when the run's metric
 improved, a best checkpoint named by ``checkpoint_name``; only the ``keep_best`` newest
-improvements stay, and they are also the best ones. Rank 0 alone writes.
+improvements stay, and they are also the best ones. RUN/checkpoints.json lists them, and only
+files it lists are ever pruned. Rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -79,8 +80,7 @@ class Checkpointing:
         name = c.checkpoint_name.format(epoch=p.epoch + 1, step=p.step, loss=metric) + SUFFIX
         self.save(t.run_dir / name, metric)
         log.info("%s improved to %.4f: saved %s", c.checkpoint_metric, metric, name)
-        for _, stale in folder.best_checkpoints(t.run_dir)[c.keep_best :]:
-            stale.unlink()
+        folder.record_best(t.run_dir, name, metric, keep=c.keep_best)
 
     def restore(self, path: Path) -> None:
         """Put the trainer exactly where ``path`` left off: weights, optimizer, counters, RNG, state."""

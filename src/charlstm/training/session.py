@@ -29,6 +29,7 @@ from charlstm.model.runtime import resolve_device, seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
 from charlstm.runs.folder import config_record
+from charlstm.runs.manifest import remove_temporaries
 from charlstm.training import distributed, finetune, sizing
 from charlstm.training.tensorboard import summary_writer_class
 from charlstm.training.trainer import Trainer, TrainResult
@@ -64,11 +65,13 @@ def start_run(
     preset: str | None = None,
     overrides: dict[str, Any] | None = None,
     progress_bar: bool = True,
+    overwrite: bool = False,
 ) -> Trainer:
     """Prepare the text (or use a prepared data folder) for a new run; return its trainer.
 
     ``preset`` defaults to ``auto``; with ``init_from`` among the overrides (fine-tuning) the
-    training settings default to the source run's instead.
+    training settings default to the source run's instead. ``overwrite`` replaces a run folder
+    that holds no checkpoint (one that died before its first); a run with checkpoints never is.
     """
     out_dir = Path(out_dir)
     overrides = overrides or {}
@@ -82,7 +85,7 @@ def start_run(
     if train_cfg.tensorboard:  # a missing extra fails now, not after preparing a corpus
         summary_writer_class()
     dist = distributed.from_environment()
-    runs.check_fresh(out_dir)
+    runs.check_fresh(out_dir, overwrite=overwrite)
     dist.barrier()  # every process has looked before rank 0 creates anything
     paths = [Path(s) for s in sources] if sources else [default_corpus_path()]
     created = not out_dir.exists()
@@ -140,26 +143,58 @@ def start_run(
 def resume_run(
     run_dir: str | Path, *, overrides: dict[str, Any] | None = None, progress_bar: bool = True
 ) -> Trainer:
-    """Rebuild a run's trainer from its ``last`` checkpoint, exactly where it stopped."""
+    """Rebuild a run's trainer from its ``last`` checkpoint, exactly where it stopped.
+
+    Without ``last`` it resumes from the newest best checkpoint (a kill between the two writes),
+    and a run that stopped before its first checkpoint starts again from step 0 with the
+    settings in its config.json.
+    """
     run_dir = Path(run_dir)
-    last = run_dir / runs.LAST
-    if not last.is_file():
-        raise CheckpointError(f"{run_dir}: no {runs.LAST} to resume from")
-    meta = read_meta(last)
     changed = set(overrides or {}) - RESUMABLE_FIELDS
     if changed:
         raise ConfigError(
             f"cannot change {', '.join(sorted(changed))} when resuming; only "
             f"{', '.join(sorted(RESUMABLE_FIELDS))} may change"
         )
+    dist = distributed.from_environment()
+    if dist.is_main and run_dir.is_dir():
+        remove_temporaries(run_dir)
+    start = runs.resume_point(run_dir) if run_dir.is_dir() else None
+    if start is None and not (run_dir / runs.CONFIG_FILE).is_file():
+        raise CheckpointError(f"{run_dir}: no {runs.LAST} to resume from")
+    if start is None:
+        return _restart(run_dir, overrides or {}, progress_bar, dist)
+    meta = read_meta(start)
     train_cfg = replace(meta.train_config, **(overrides or {}))
     data = open_prepared(runs.data_dir(run_dir))
-    dist = distributed.from_environment()
     seed_everything(train_cfg.seed)  # overwritten by the saved RNG state; Python and NumPy keep this
     trainer = Trainer(run_dir, data, meta.model_config, train_cfg, meta.corpus_config,
                       progress_bar=progress_bar, dist=dist)
-    trainer.checkpoints.restore(last)
-    log.info("resuming %s at step %d, epoch %d", run_dir, trainer.progress.step, trainer.progress.epoch + 1)
+    trainer.checkpoints.restore(start)
+    for path in runs.foreign_files(run_dir):
+        log.warning("%s is not one of this run's checkpoints: kept, and ignored", path)
+    log.info("resuming %s at step %d, epoch %d (from %s)", run_dir, trainer.progress.step,
+             trainer.progress.epoch + 1, start.name)
+    return trainer
+
+
+def _restart(run_dir: Path, overrides: dict[str, Any], progress_bar: bool,
+             dist: distributed.Distributed) -> Trainer:
+    """A run that died before its first checkpoint, from step 0 with its recorded settings."""
+    model_cfg, train_cfg, corpus_cfg = runs.read_configs(run_dir)
+    train_cfg = replace(train_cfg, **overrides)
+    data = open_prepared(runs.data_dir(run_dir))
+    weights = None
+    if train_cfg.init_from:  # a fine-tune starts again from its source's weights
+        weights = finetune.initial_weights(finetune.open_source(train_cfg.init_from), model_cfg.vocab_size)
+    if dist.is_main:  # the dead attempt's curves would repeat the steps about to be taken
+        (run_dir / runs.METRICS_FILE).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    log.warning("%s has no checkpoint: starting it again from step 0 with its recorded settings", run_dir)
+    seed_everything(train_cfg.seed)
+    trainer = Trainer(run_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
+                      dist=dist, initial_weights=weights)
+    seed_processes(train_cfg.seed, dist)
     return trainer
 
 
@@ -170,6 +205,7 @@ def train(
     resume: str | Path | None = None,
     preset: str | None = None,
     progress_bar: bool = False,
+    overwrite: bool = False,
     **overrides: Any,
 ) -> TrainResult:
     """Train a new run into ``out_dir``, or continue ``resume``; keyword overrides name config fields."""
@@ -178,8 +214,8 @@ def train(
             return resume_run(resume, overrides=overrides, progress_bar=progress_bar).fit()
         if out_dir is None:
             raise ConfigError("give out_dir for a new run (or resume=RUN)", hint="--out RUN_FOLDER")
-        return start_run(sources, out_dir, preset=preset, overrides=overrides,
-                         progress_bar=progress_bar).fit()
+        return start_run(sources, out_dir, preset=preset, overrides=overrides, progress_bar=progress_bar,
+                         overwrite=overwrite).fit()
     finally:
         distributed.shutdown()  # leave the process group torchrun's processes joined
 
