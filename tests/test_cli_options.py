@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {
               {"text", "out", "resume", "preset", "progress", "overwrite"}),
     "generate": ((SampleConfig,), None, {"run", "prompt", "interactive", "device"}),
     "prepare": ((CorpusConfig, TrainConfig), {f.name for f in dataclasses.fields(CorpusConfig)} | SPLITS,
-                {"text", "out", "progress"}),
+                {"text", "out", "progress", "force"}),
     "eval": ((SampleConfig,), {"unknown", "replacement"}, {
         "run", "text", "split", "json_out", "device", "max_chars", "dynamic", "dynamic_lr", "dynamic_seq_len",
         "dynamic_decay"}),

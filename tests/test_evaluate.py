@@ -296,3 +296,9 @@ def test_eval_max_chars_scores_the_first_characters(tmp_path):
     val = open_prepared(run / DATA_DIR).split("val")
     expected = evaluate_stream(load_model(run).model, val[:701], device=torch.device("cpu"))
     assert capped["loss"] == pytest.approx(expected.loss, rel=1e-6)
+
+
+def test_a_loss_past_float_range_has_an_infinite_perplexity_written_as_null():
+    result = EvalResult(loss=800.0, characters=5)
+    assert result.perplexity == math.inf
+    assert result.as_dict()["perplexity"] is None and json.dumps(result.as_dict())

@@ -106,3 +106,31 @@ def test_a_truncated_token_file_is_a_clear_error(tmp_path):
                                       "--max-steps", "1", "--no-progress"])
     assert result.exit_code == 3 and "truncated" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_prepare_refuses_a_folder_that_is_not_empty_unless_forced(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("hello there, general\n" * 50, encoding="utf-8")
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep", encoding="utf-8")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["prepare", str(text), "--out", str(out), "--no-progress"])
+    assert refused.exit_code == 4 and "--force" in refused.output
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    forced = runner.invoke(app, ["prepare", str(text), "--out", str(out), "--no-progress", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (out / "mine.txt").read_text(encoding="utf-8") == "keep" and open_prepared(out).total_characters
+
+
+def test_prepare_never_writes_into_a_run_folder(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("hello there, general\n" * 50, encoding="utf-8")
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    for out in (run, run / "data"):
+        args = ["prepare", str(text), "--out", str(out), "--force", "--no-progress"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 4 and "run folder" in result.output
+    assert sorted(p.name for p in run.rglob("*")) == ["config.json", "data"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _runs import train_stream_run, write_text
+from _runs import TINY_STREAM, train_stream_run, write_text
 from charlstm.config.train import TrainConfig
 from charlstm.data.prepared import open_prepared
 from charlstm.errors import CheckpointError, ConfigError, CorpusError, TrainingDivergedError
@@ -279,3 +279,11 @@ def test_eval_max_chars_zero_scores_the_whole_split(tmp_path):
     [line] = [m for m in runs.read_metrics(run) if "val_loss" in m]
     # Rows of equal length: at most rows - 1 trailing characters are left over.
     assert len(val) - 1 - EVAL_ROWS < line["val_characters"] <= len(val) - 1
+
+
+def test_a_finite_but_overflowing_loss_is_divergence(tmp_path):
+    trainer = api.start_run([write_text(tmp_path / "t.txt")], tmp_path / "run", progress_bar=False,
+                            overrides={**TINY_STREAM, "max_steps": 2})
+    with pytest.raises(TrainingDivergedError):
+        trainer.reporter.check_finite(800.0)
+    trainer.reporter.check_finite(30.0)  # high, but a model can be there (new characters start at ~30)

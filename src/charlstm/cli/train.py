@@ -66,12 +66,16 @@ def prepare(
     text: Annotated[list[Path], typer.Argument(help="Text files or folders of .txt.")],
     out: Annotated[Path, typer.Option(help="New data folder (train.bin, val.bin, meta.json).")],
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty.")] = False,
     **settings: Any,
 ) -> None:
     """Clean and encode a corpus of any size into token files that `train` reads from disk."""
     from charlstm.data.prepare import prepare_corpus
+    from charlstm.runs.folder import check_outside_runs
 
+    check_outside_runs(out)  # even --force: a run's data is what its checkpoints were trained on
     splits = {name: settings.pop(name) for name in _SPLITS if name in settings}
-    data = prepare_corpus(text, out, corpus=CorpusConfig(**settings), progress_bar=progress, **splits)
+    data = prepare_corpus(text, out, corpus=CorpusConfig(**settings), progress_bar=progress, force=force,
+                          **splits)
     sizes = ", ".join(f"{k} {v:,}" for k, v in data.sizes.items())
     typer.echo(f"prepared {out}: vocabulary {len(data.vocab)}, {sizes}", err=True)

@@ -68,14 +68,20 @@ def prepare_corpus(
     test_fraction: float = 0.0,
     progress_bar: bool = True,
     base_vocab: Vocab | None = None,
+    force: bool = False,
 ) -> PreparedData:
     """Clean, build the vocabulary, and write ``train/val/test.bin`` and ``meta.json``.
 
     With ``base_vocab`` (fine-tuning) its characters keep their ids and the text's others follow.
+    ``out_dir`` must be new or empty unless ``force``.
     """
     out_dir, corpus = Path(out_dir), corpus or CorpusConfig()
-    if (out_dir / META_FILE).exists():
-        raise CheckpointError(f"{out_dir} already holds prepared data; choose another folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        held = "prepared data" if (out_dir / META_FILE).exists() else "files"
+        raise CheckpointError(f"{out_dir} already holds {held}; choose another folder, or --force to write "
+                              "over it", hint="another --out, or --force")
     files = list_sources(sources)
     total_bytes = sum(p.stat().st_size for p in files)
 

@@ -21,6 +21,10 @@ def bits_per_char(loss: float) -> float:
     return loss * NATS_TO_BITS
 
 
+# Past this, e^loss overflows a float: no trained model is there, so training calls it divergence.
+MAX_LOSS = 709.0
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """A score: mean loss over ``characters`` predictions."""
@@ -34,7 +38,9 @@ class EvalResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        return math.exp(self.loss) if self.loss < MAX_LOSS else math.inf
 
-    def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "bits_per_char": self.bits_per_char, "perplexity": self.perplexity}
+    def as_dict(self) -> dict[str, float | None]:
+        # JSON has no infinity: a perplexity past float range is written as null.
+        perplexity = self.perplexity if math.isfinite(self.perplexity) else None
+        return {**asdict(self), "bits_per_char": self.bits_per_char, "perplexity": perplexity}

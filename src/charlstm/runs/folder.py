@@ -87,6 +87,14 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / LAST).is_file() or bool(best_checkpoints(run_dir))
 
 
+def check_outside_runs(path: Path) -> None:
+    """Refuse a path that is a run folder or inside one: a command writing there would mix its files in."""
+    for folder in (path, *path.parents)[:2]:
+        if (folder / CONFIG_FILE).is_file() or (folder / LAST).is_file():
+            raise CheckpointError(f"{path} is {'inside ' if folder != path else ''}the run folder {folder}; "
+                                  "choose an --out outside it")
+
+
 def check_fresh(out_dir: Path, *, overwrite: bool = False) -> None:
     """Refuse to start a run over an existing one: its checkpoints would be mixed or lost.
 

@@ -8,13 +8,12 @@ and hands the metric to the checkpoint policy.
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from charlstm.errors import TrainingDivergedError
-from charlstm.model.loss import EvalResult
+from charlstm.model.loss import MAX_LOSS, EvalResult
 from charlstm.runs import folder
 from charlstm.training.events import ReportEnd, ReportStart
 
@@ -73,10 +72,10 @@ class Reporter:
         t.callbacks.emit(ReportEnd(p.step, record, result))
 
     def check_finite(self, recent_loss: float | None) -> None:
-        """Refuse to go on (or save) once the loss or any weight is NaN or infinite."""
+        """Refuse to go on (or save) once a loss is NaN or past ``MAX_LOSS``, or a weight is not finite."""
         t = self.trainer
         sums = torch.stack([p.detach().float().sum() for p in t.model.parameters()])
-        if not bool(sums.isfinite().all()) or (recent_loss is not None and not math.isfinite(recent_loss)):
+        if not bool(sums.isfinite().all()) or (recent_loss is not None and not recent_loss < MAX_LOSS):
             raise TrainingDivergedError(
                 f"training diverged at step {t.progress.step} (loss {recent_loss}); the last good "
                 f"checkpoint is kept in {t.run_dir}; try a lower lr or grad_clip",
