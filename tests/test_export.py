@@ -83,3 +83,20 @@ def test_cli_exports_safetensors(run_dir, tmp_path):
     result = CliRunner().invoke(app, ["export", str(run_dir), "--format", "safetensors", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert load_model(out).vocab == load_model(run_dir).vocab
+
+
+def test_export_never_writes_into_a_run_folder_and_overwrites_only_with_force(run_dir, tmp_path):
+    runner = CliRunner()
+    before = {p.name: p.read_bytes() for p in run_dir.glob("*.safetensors")}
+    for target in (run_dir / "my-export.safetensors", run_dir / "last.safetensors"):
+        result = runner.invoke(app, ["export", str(run_dir), "--format", "safetensors", "--out", str(target),
+                                     "--force"])
+        assert result.exit_code == 4 and "run folder" in result.output
+    assert {p.name: p.read_bytes() for p in run_dir.glob("*.safetensors")} == before
+    out = tmp_path / "model.safetensors"
+    out.write_bytes(b"mine")
+    args = ["export", str(run_dir), "--format", "safetensors", "--out", str(out)]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--force" in refused.output and out.read_bytes() == b"mine"
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert load_model(out).vocab == load_model(run_dir).vocab

@@ -128,7 +128,7 @@ def test_prepare_never_writes_into_a_run_folder(tmp_path):
     text.write_text("hello there, general\n" * 50, encoding="utf-8")
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
-    (run / "config.json").write_text("{}", encoding="utf-8")
+    (run / "config.json").write_text(json.dumps({"train": {}}), encoding="utf-8")
     for out in (run, run / "data"):
         args = ["prepare", str(text), "--out", str(out), "--force", "--no-progress"]
         result = CliRunner().invoke(app, args)

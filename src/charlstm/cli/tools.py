@@ -29,14 +29,18 @@ def import_keras(
 
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a checkpoint file.")],
-    out: Annotated[Path, typer.Option(help="File to write (model.onnx, model.safetensors).")],
-    format: Annotated[str, typer.Option("--format", help="onnx or safetensors.")] = "onnx",
+    out: Annotated[
+        Path, typer.Option(help="File to write (model.onnx, model.safetensors), or for hf a folder.")
+    ],
+    format: Annotated[str, typer.Option("--format", help="onnx, safetensors or hf.")] = "onnx",
+    force: Annotated[bool, typer.Option(help="Write over an existing file (hf: into a non-empty folder).")
+                     ] = False,
 ) -> None:
-    """Export for other runtimes: a single-step ONNX graph, or weights + config + vocab."""
+    """Export for other runtimes: a single-step ONNX graph, weights + config + vocab, or a Hub folder."""
     from charlstm.interop.export import export as run_export
     from charlstm.runs.loading import load_model
 
-    path = run_export(load_model(run), format, out)
+    path = run_export(load_model(run), format, out, force=force)
     typer.echo(f"wrote {path}", err=True)
 
 

@@ -1,1 +1,1 @@
-"""Other tools' formats: the Keras tutorial's checkpoints in, ONNX and safetensors out."""
+"""Other tools' formats: the Keras tutorial's checkpoints in; ONNX, safetensors and a Hub folder out."""

@@ -1,4 +1,4 @@
-"""Take a trained model elsewhere: ONNX for any runtime, safetensors for any framework.
+"""Take a trained model elsewhere: ONNX for any runtime, safetensors for any framework, a Hub folder.
 
 The ONNX graph is one generation step, ``(ids, h, c) -> (logits, h, c)``, with
 the batch dimension free, so a runtime generates statefully exactly as
@@ -21,13 +21,15 @@ import torch
 from torch import nn
 
 from charlstm.errors import ConfigError
+from charlstm.interop.hf import export_hf
 from charlstm.model.network import CharLSTM
 from charlstm.runs.checkpoint import save_checkpoint
+from charlstm.runs.folder import check_outside_runs
 from charlstm.runs.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "safetensors")
+FORMATS = ("onnx", "safetensors", "hf")
 
 
 class SingleStep(nn.Module):
@@ -92,7 +94,18 @@ def export_safetensors(loaded: LoadedModel, out: Path) -> Path:
     return save_checkpoint(out, model=loaded.model, meta=loaded.meta)  # no optimizer: no training state
 
 
-def export(loaded: LoadedModel, fmt: str, out: Path) -> Path:
+def export(loaded: LoadedModel, fmt: str, out: Path, *, force: bool = False) -> Path:
+    """Write ``loaded`` as ``fmt`` to ``out``: a file, or for hf a folder.
+
+    An existing file (or a non-empty folder) is written over only with ``force``, and never
+    one in a run folder: pruning or resuming there would mix it up with the run's own files.
+    """
+    check_outside_runs(out)
+    if fmt != "hf" and out.exists() and not force:
+        raise ConfigError(f"{out} exists; choose another --out, or --force to write over it",
+                          hint="--force, or another --out")
+    if fmt == "hf":
+        return export_hf(loaded, out, force=force)
     if fmt == "onnx":
         return export_onnx(loaded, out)
     if fmt == "safetensors":

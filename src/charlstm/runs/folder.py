@@ -87,10 +87,21 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / LAST).is_file() or bool(best_checkpoints(run_dir))
 
 
+def is_run_folder(path: Path) -> bool:
+    """A training run's folder: its ``last`` checkpoint, or a config.json with training settings."""
+    if (path / LAST).is_file():
+        return True
+    try:
+        raw = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (path / CONFIG_FILE).is_file()  # unreadable: treat it as a run's, to be safe
+    return isinstance(raw, dict) and "train" in raw  # a model folder's config.json has no "train"
+
+
 def check_outside_runs(path: Path) -> None:
     """Refuse a path that is a run folder or inside one: a command writing there would mix its files in."""
     for folder in (path, *path.parents)[:2]:
-        if (folder / CONFIG_FILE).is_file() or (folder / LAST).is_file():
+        if is_run_folder(folder):
             raise CheckpointError(f"{path} is {'inside ' if folder != path else ''}the run folder {folder}; "
                                   "choose an --out outside it")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,33 @@ from charlstm.runs.folder import (
 )
 from charlstm.runs.meta import CheckpointMeta
 
+# A model folder in the Hugging Face Hub layout (interop.hf writes it): named here, where it is read.
+HF_CONFIG = "config.json"
+HF_WEIGHTS = "model.safetensors"  # a self-contained charlstm checkpoint, like any other
+HF_LIBRARY = "charlstm"  # config.json's library_name: what tells it from a run folder's config.json
+
+
+def hf_weights(path: Path) -> Path | None:
+    """The checkpoint of a charlstm model folder in the Hub layout, or None for anything else."""
+    weights, config = path / HF_WEIGHTS, path / HF_CONFIG
+    if not (path.is_dir() and weights.is_file() and config.is_file()):
+        return None
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # not ours to judge: resolve_checkpoint then says what the folder lacks
+    return weights if isinstance(raw, dict) and raw.get("library_name") == HF_LIBRARY else None
+
+
+def resolve_model_path(path: Path, which: str = "best") -> Path:
+    """The checkpoint a path names: a file, a Hub-layout model folder, or a run folder's best or last."""
+    return hf_weights(path) or resolve_checkpoint(path, which)
+
+
+def _run_dir(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint sits in; a model folder's config.json does not make it one."""
+    return None if hf_weights(checkpoint.parent) == checkpoint else run_dir_of(checkpoint)
+
 
 @dataclass
 class LoadedModel:
@@ -49,7 +77,7 @@ class LoadedModel:
 
     @property
     def run_dir(self) -> Path | None:
-        return run_dir_of(self.path)
+        return _run_dir(self.path)
 
     def training_ids(self) -> np.ndarray | None:
         """The run's training split (a memmap), when the checkpoint sits in its run folder."""
@@ -81,8 +109,8 @@ def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> CharLST
 
 
 def load_model(path: Path, device: torch.device | str = "cpu", which: str = "best") -> LoadedModel:
-    """Load a run folder's best (or a given) checkpoint for inference."""
-    ckpt = load_checkpoint(resolve_checkpoint(Path(path), which))
+    """Load a run folder's best (or a given) checkpoint, or a Hub-layout model folder, for inference."""
+    ckpt = load_checkpoint(resolve_model_path(Path(path), which))
     model = build_model(ckpt, device)
     model.eval()
     return LoadedModel(model, ckpt.meta, ckpt.path)
@@ -115,11 +143,11 @@ class RunSummary:
 
 
 def run_info(path: Path) -> RunSummary:
-    """Summarise a run folder (its best checkpoint) or a checkpoint file; reads no weights."""
-    checkpoint = resolve_checkpoint(Path(path))
+    """Summarise a run folder (its best checkpoint), a model folder or a checkpoint file; reads no weights."""
+    checkpoint = resolve_model_path(Path(path))
     meta, shapes = read_header(checkpoint)
     parameters = check_shapes(meta, shapes, checkpoint)
-    run_dir = run_dir_of(checkpoint)
+    run_dir = _run_dir(checkpoint)
     if run_dir is None:
         return RunSummary(checkpoint, meta, parameters, None, None)
     best = [(p.name, v) for v, p in best_checkpoints(run_dir)]
