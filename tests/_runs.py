@@ -95,12 +95,12 @@ def train_window_run(run_dir: Path, text: Path, **overrides) -> Path:
     return run_dir
 
 
-def invoke(*args: object) -> Result:
+def invoke(*args: object, stdin: bytes | str | None = None) -> Result:
     """Run the CLI in-process; an exception escaping it (a traceback for the user) fails the test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
+        result = CliRunner().invoke(app, [str(a) for a in args], input=stdin)
     finally:
         # The CLI configures logging onto the runner's stderr, which closes after the call.
         root.handlers[:] = handlers

@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from _runs import stream_ids, tiny_model, train_stream_run, train_window_run, window_ids, write_text
+from _runs import (
+    sample_text,
+    stream_ids,
+    tiny_model,
+    train_stream_run,
+    train_window_run,
+    window_ids,
+    write_text,
+)
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 from charlstm.generation.generators import generate, generate_text
 from charlstm.generation.sampling import make_generator, sample_next
+from charlstm.model.network import PRIME_CHUNK, prime
 from charlstm.runs.loading import load_model
 
 V = 11
@@ -258,6 +267,65 @@ def test_num_samples_gives_a_row_per_sample_and_greedy_rows_agree(framing):
 def test_zero_length_generates_nothing():
     model = tiny_model(V)
     assert list(stream_ids(model, torch.tensor([1, 2]), SampleConfig(length=0), seeded())) == []
+
+
+# ---- long prompts: read in chunks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_prime_in_chunks_equals_one_forward_call(cell):
+    model = tiny_model(V, cell=cell, scale=4.0)
+    ids = torch.randint(0, V, (2, 50), generator=seeded(11))
+    logits, state = model(ids)
+    chunked_logits, chunked_state = prime(model, ids, chunk=7)  # 7 chunks, the last one short
+    assert torch.allclose(chunked_logits, logits[:, -1], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(chunked_state, state, strict=True))
+
+
+def test_a_prompt_longer_than_a_chunk_continues_as_the_naive_reference():
+    model = tiny_model(V, scale=4.0)  # the LSTM's stepper takes over from the chunked state
+    prompt = torch.randint(0, V, (PRIME_CHUNK + 900,), generator=seeded(12))
+    config = SampleConfig(temperature=0.8, length=12)
+    fast = [step.item() for step in stream_ids(model, prompt, config, seeded(13))]
+    assert fast == naive_stream(model, prompt, config, seeded(13))
+
+
+def spy_on_forward(model) -> list[int]:
+    """Record the T of every (B, T) call of ``model``'s forward."""
+    lengths: list[int] = []
+    forward = model.forward
+
+    def recording_forward(ids, state=None):
+        lengths.append(ids.shape[1])
+        return forward(ids, state)
+
+    model.forward = recording_forward
+    return lengths
+
+
+def long_prompt(chars: int = 1_000_000, words: int = 600) -> str:
+    """``chars`` characters of the training text repeated (``words`` as the run was trained on)."""
+    text = sample_text(words)
+    return (text * (chars // len(text) + 1))[:chars]
+
+
+def test_a_megabyte_prompt_is_read_in_bounded_chunks(stream_run):
+    loaded = load_model(stream_run)
+    lengths = spy_on_forward(loaded.model)
+    used, steps = generate(loaded, long_prompt(), SampleConfig(length=20, seed=0))
+    assert len(used) == 1_000_000 and len(list(steps)) == 20
+    assert sum(lengths) == 1_000_000  # the whole prompt was read, then single steps followed
+    assert max(lengths) <= PRIME_CHUNK  # never a (1, 10^6, V) logits tensor
+
+
+def test_a_window_model_reads_only_the_last_window_of_a_long_prompt(lowercase_run):
+    loaded = load_model(lowercase_run)
+    seq_len = loaded.framing.seq_len
+    lengths = spy_on_forward(loaded.model)
+    prompt = long_prompt(words=60)
+    long = generate_text(loaded, prompt, length=15, greedy=True)
+    assert max(lengths) <= seq_len
+    assert long == generate_text(loaded, prompt[-seq_len:], length=15, greedy=True)
 
 
 # ---- generate / generate_text on a trained run ---------------------------------------------------

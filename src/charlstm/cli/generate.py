@@ -24,17 +24,29 @@ def generate(
     prompt: Annotated[
         str | None, typer.Option(help="Text to continue (default: as the model was trained).")
     ] = None,
+    prompt_file: Annotated[Path | None, typer.Option(
+        help="Read the prompt from this UTF-8 file (- reads standard input), of any length, cleaned as "
+             "--prompt is. Only the continuation is printed, not the prompt.")] = None,
     interactive: Annotated[bool, typer.Option(help="Type text, the model continues it; /quit ends.")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
     **settings: Any,
 ) -> None:
     """Generate text, printing it as it comes."""
+    from charlstm.errors import ConfigError
     from charlstm.generation.generators import collect_samples
     from charlstm.generation.generators import generate as run_generate
     from charlstm.model.runtime import resolve_device
     from charlstm.runs.loading import load_model
 
     config = SampleConfig(**settings)
+    if prompt_file is not None:
+        if prompt is not None:
+            raise ConfigError("give the prompt with --prompt or with --prompt-file, not both")
+        if interactive:
+            raise ConfigError("--interactive reads its text as you type it; it takes no --prompt-file")
+        from charlstm.data.sources import read_prompt
+
+        prompt = read_prompt(sys.stdin.buffer if str(prompt_file) == "-" else prompt_file)
     loaded = load_model(run, resolve_device(device))
     if interactive:
         from charlstm.generation.interactive import interactive as run_interactive
@@ -46,14 +58,16 @@ def generate(
     used_prompt, steps = run_generate(loaded, prompt or None, config)
     if not prompt and loaded.framing.announces_default_prompt:
         typer.echo(f'Seed:\n"{used_prompt}"', err=True)
+    # A file's prompt may be megabytes, and piping a file in asks for what follows it: not echoed.
+    echoed = "" if prompt_file is not None else used_prompt
     if config.num_samples == 1:
-        sys.stdout.write(used_prompt)
+        sys.stdout.write(echoed)
         for step in steps:
             _write_now(step[0])
         sys.stdout.write("\n")
         return
     for i, sample in enumerate(collect_samples(steps, config.num_samples)):
-        typer.echo(f"--- sample {i + 1} ---\n{used_prompt}{sample}")
+        typer.echo(f"--- sample {i + 1} ---\n{echoed}{sample}")
 
 
 def _read_line() -> str | None:

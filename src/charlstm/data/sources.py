@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 from charlstm.config.corpus import CorpusConfig
 from charlstm.data.cleaning import TextCleaner
@@ -105,6 +106,29 @@ def iter_clean(
                     yield SEPARATOR
                 doc_started = any_text = True
                 yield text
+
+
+def read_prompt(source: str | Path | BinaryIO) -> str:
+    """A prompt's text from a file or an open binary stream (standard input), strictly UTF-8.
+
+    A leading byte-order mark is dropped (editors on Windows write one); the rest of the
+    cleaning is the prompt's own (``clean_prompt``), applied by the generators.
+    """
+    name = str(source) if isinstance(source, str | Path) else getattr(source, "name", "<stdin>")
+    try:
+        data = Path(source).read_bytes() if isinstance(source, str | Path) else source.read()
+    except FileNotFoundError:
+        raise CorpusError(f"prompt file {name}: no such file") from None
+    except OSError as exc:  # a folder, no permission, an I/O error: the system says which
+        raise CorpusError(f"prompt file {name}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")  # not utf-8-sig: its offsets skip the BOM
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"prompt file {name}: not valid UTF-8 at byte offset {exc.start}",
+                          hint="convert it to UTF-8 first, e.g. with iconv") from None
+    if not text:
+        raise CorpusError(f"prompt file {name} is empty")
+    return text
 
 
 def load_text(paths: Sequence[str | Path], config: CorpusConfig | None = None) -> str:

@@ -28,7 +28,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.base import Batch, Framing, progress_bar
 from charlstm.model.loss import EvalResult, char_loss
-from charlstm.model.network import CharLSTM, State, detach_state
+from charlstm.model.network import CharLSTM, State, detach_state, prime
 from charlstm.model.stepper import LSTMStepper, supports_fast_steps
 
 EVAL_ROWS = 16  # parallel rows for stream scoring; each starts from a zero state
@@ -152,11 +152,11 @@ class StreamReader:
     """
 
     def __init__(self, model: CharLSTM, prompt: torch.Tensor, rows: int):
-        device = model.head.weight.device
         self.model = model
-        logits, state = model(prompt.to(device)[None, :])  # read the prompt once, batch 1
+        # Read the prompt once, batch 1, in chunks: a prompt of megabytes costs time, not memory.
+        logits, state = prime(model, prompt[None, :])  # (1, V)
         self.state = tuple(s.expand(-1, rows, -1).contiguous() for s in state)  # (L, B, H) each
-        self.logits = logits[:, -1].expand(rows, -1).float()  # (B, V)
+        self.logits = logits.expand(rows, -1).float()  # (B, V)
         self.stepper = LSTMStepper(model, self.state) if supports_fast_steps(model) else None
 
     def advance(self, ids: torch.Tensor) -> None:

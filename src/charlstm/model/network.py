@@ -27,6 +27,9 @@ from charlstm.model.regularize import embedding_dropout, locked_dropout, lstm_la
 State = tuple[torch.Tensor, ...]
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+# Characters per forward call when reading a prompt: a 1 MB prompt read in one call would hold
+# (1, 10^6, H) outputs and (1, 10^6, V) logits; in chunks it holds (1, PRIME_CHUNK, .) at a time.
+PRIME_CHUNK = 4096
 
 
 class CharLSTM(nn.Module):
@@ -140,3 +143,20 @@ def detach_state(state: State) -> State:
     """
     return tuple(s.detach() for s in state)
 
+
+
+@torch.no_grad()
+def prime(model: CharLSTM, ids: torch.Tensor, state: State | None = None, *,
+          chunk: int = PRIME_CHUNK) -> tuple[torch.Tensor, State]:
+    """Read (B, P) ids ``chunk`` at a time, state carried; return the last logits (B, V) and the state.
+
+    The same as one ``model(ids, state)`` call, but memory is bounded by the chunk, not by P.
+    Chunks move to the model's device one at a time. The caller chooses the mode (eval for
+    generation: dropout off).
+    """
+    if ids.shape[1] == 0 or chunk < 1:
+        raise ValueError("prime needs at least one id and a positive chunk")
+    device = model.head.weight.device
+    for start in range(0, ids.shape[1], chunk):
+        logits, state = model(ids[:, start : start + chunk].to(device), state)  # (B, <=chunk, V)
+    return logits[:, -1], state

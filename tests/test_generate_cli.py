@@ -1,0 +1,95 @@
+"""``charlstm generate --prompt-file``: the prompt read from a file or standard input, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+from _runs import invoke, sample_text, train_stream_run, write_text
+
+PROMPT = "the White Rabbit runs"
+ARGS = ("--length", "40", "--seed", "4")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("generate-cli")
+    return train_stream_run(root / "run", write_text(root / "text.txt"))
+
+
+def prompt_file(folder: Path, content: str | bytes, name: str = "prompt.txt") -> Path:
+    path = folder / name
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def assert_one_error(result: Result, exit_code: int, fragment: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("charlstm: error: ")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert result.stdout == ""
+
+
+def test_a_prompt_file_continues_as_the_same_prompt_given_inline(run, tmp_path):
+    inline = invoke("generate", run, "--prompt", PROMPT, *ARGS)
+    from_file = invoke("generate", run, "--prompt-file", prompt_file(tmp_path, PROMPT), *ARGS)
+    assert inline.exit_code == from_file.exit_code == 0, from_file.output
+    assert inline.stdout.startswith(PROMPT)
+    assert from_file.stdout == inline.stdout[len(PROMPT) :]  # the continuation only: no echo
+    assert len(from_file.stdout) == 40 + 1
+
+
+def test_dash_reads_the_prompt_from_standard_input(run, tmp_path):
+    from_file = invoke("generate", run, "--prompt-file", prompt_file(tmp_path, PROMPT), *ARGS)
+    from_stdin = invoke("generate", run, "--prompt-file", "-", *ARGS, stdin=PROMPT.encode("utf-8"))
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert from_stdin.stdout == from_file.stdout
+
+
+def test_a_prompt_file_is_cleaned_as_an_inline_prompt(run, tmp_path):
+    # A BOM is dropped and CRLF becomes LF, as for the training text.
+    path = prompt_file(tmp_path, b"\xef\xbb\xbfthe fox\r\njumps")
+    from_file = invoke("generate", run, "--prompt-file", path, *ARGS)
+    inline = invoke("generate", run, "--prompt", "the fox\njumps", *ARGS)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.stdout == inline.stdout[len("the fox\njumps") :]
+
+
+def test_a_prompt_file_with_several_samples_prints_only_their_continuations(run, tmp_path):
+    args = ("--length", "20", "--seed", "2", "--num-samples", "2")
+    from_file = invoke("generate", run, "--prompt-file", prompt_file(tmp_path, PROMPT), *args)
+    inline = invoke("generate", run, "--prompt", PROMPT, *args)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.stdout == inline.stdout.replace(f"---\n{PROMPT}", "---\n")
+
+
+def test_a_megabyte_prompt_file_prints_only_the_continuation(run, tmp_path):
+    text = sample_text()
+    path = prompt_file(tmp_path, (text * (1_000_000 // len(text) + 1))[:1_000_000])
+    result = invoke("generate", run, "--prompt-file", path, "--length", "25", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout) == 25 + 1
+
+
+def test_a_prompt_and_a_prompt_file_together_are_refused(run, tmp_path):
+    path = prompt_file(tmp_path, PROMPT)
+    assert_one_error(invoke("generate", run, "--prompt", "the", "--prompt-file", path), 2, "not both")
+    assert_one_error(invoke("generate", run, "--interactive", "--prompt-file", path), 2, "--prompt-file")
+
+
+@pytest.mark.parametrize(("content", "exit_code", "fragment"), [
+    (None, 3, "no such file"),
+    (b"the \xff fox", 3, "not valid UTF-8 at byte offset 4"),
+    (b"", 3, "is empty"),
+    (b"\xef\xbb\xbf", 3, "is empty"),
+    ("the \u2603 fox", 3, "'\u2603'"),  # unknown characters, listed as for an inline prompt
+])
+def test_a_bad_prompt_file_is_one_error_line(run, tmp_path, content, exit_code, fragment):
+    path = tmp_path / "absent.txt" if content is None else prompt_file(tmp_path, content)
+    assert_one_error(invoke("generate", run, "--prompt-file", path, "--length", "5"), exit_code, fragment)
+
+
+def test_a_folder_as_prompt_file_is_one_error_line(run, tmp_path):
+    assert_one_error(invoke("generate", run, "--prompt-file", tmp_path, "--length", "5"), 3, "cannot read")
