@@ -9,7 +9,7 @@ GNU time, which reports their peak resident set size (RSS):
     train DATA --out RUN --preset default --max-steps 20 --no-progress
 
 `train` reads DATA in place and evaluates as it does by default (every 200
-steps and at the end, on the validation split's first 200,000 characters), so
+steps and at the end, on the validation split's first 100,000 characters), so
 neither its memory nor its time should grow with the corpus. The same 20 steps
 on the bundled Alice text are the reference: a large corpus should cost about
 as much. Sizes are decimal: 1 MB = 10^6 bytes. Needs GNU time (Debian:
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
              "peak RSS is its maximum resident set size, seconds its wall clock, start-up (Python, "
              "torch import) included. MB = 10^6 bytes.",
              f"train: `default` preset, {args.train_steps} steps on the prepared folder, with the default "
-             "evaluations (every 200 steps and at the end, each on the validation split's first 200,000 "
+             "evaluations (every 200 steps and at the end, each on the validation split's first 100,000 "
              "characters)."]
     result = [table(rows, startup, alice), *verdicts(rows, alice)]
     print("\n" + "\n\n".join(["\n".join(notes), *result]))

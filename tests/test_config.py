@@ -25,7 +25,7 @@ def test_the_defaults_and_the_edges_are_accepted():
 
 
 def test_eval_max_chars_defaults_to_a_cap_and_reads_old_runs_none_as_all():
-    assert TrainConfig().eval_max_chars == 200_000
+    assert TrainConfig().eval_max_chars == 100_000
     assert TrainConfig(eval_max_chars=None).eval_max_chars == 0  # configs written before the cap
     with pytest.raises(ConfigError, match="eval_max_chars"):
         TrainConfig(eval_max_chars=-1)

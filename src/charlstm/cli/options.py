@@ -96,7 +96,7 @@ def parse_char_count(text: str | int) -> int:
     try:
         value = int(text.replace("_", "").replace(",", ""))
     except ValueError:
-        raise ConfigError(f"cannot read {text!r} as a number of characters; write e.g. 200000 or all"
+        raise ConfigError(f"cannot read {text!r} as a number of characters; write e.g. 100000 or all"
                           ) from None
     if value < 0:
         raise ConfigError("a number of characters must be >= 0 (0 or all: every one)")

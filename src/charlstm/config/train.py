@@ -38,8 +38,9 @@ class TrainConfig:
     test_fraction: float = 0.0
     eval_every: int = 200  # steps between evaluations; 0: at epoch ends only
     # Held-out characters an evaluation scores: the split's first ones, the same every time, so
-    # curves compare; 200k costs about a tenth of the 200 steps between evaluations. 0: all.
-    eval_max_chars: int = 200_000
+    # curves compare; 100k costs about 4% of the 200 steps between evaluations (default preset,
+    # 2 CPU cores: about 3 s against 90 s; docs/benchmarks.md). 0: all.
+    eval_max_chars: int = 100_000
     checkpoint_metric: CheckpointMetric = CheckpointMetric.VAL_LOSS
     checkpoint_name: str = "best-{epoch:02d}-{step:06d}-{loss:.4f}"  # fields: epoch, step, loss
     keep_best: int = 3  # how many improvements to keep on disk
