@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.analysis.dynamic import DynamicConfig, DynamicResult, dynamic_evaluate
-from charlstm.data.prepared import open_prepared
+from charlstm.data.prepared import META_FILE, open_prepared
 from charlstm.data.sources import load_text
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.model.loss import EvalResult
 from charlstm.model.runtime import resolve_device
-from charlstm.runs.folder import data_dir
+from charlstm.runs.folder import DATA_DIR, data_dir
 from charlstm.runs.loading import LoadedModel, load_model
 
 
@@ -55,10 +55,17 @@ def _ids_to_score(loaded: LoadedModel, run: Path, texts: list[Path] | None, spli
     if split not in ("val", "test"):
         raise ConfigError(f"split must be val or test, not {split!r}")
     run_dir = loaded.run_dir
-    if run_dir is None or not data_dir(run_dir).is_dir():
+    # Without config.json (which names the run's data) RUN/data is still the run's if it is
+    # the very text the checkpoint was trained on: the content hash says so.
+    folder = data_dir(run_dir) if run_dir is not None else loaded.path.parent / DATA_DIR
+    if not (folder / META_FILE).is_file():
         raise CorpusError(f"{run}: no data folder beside the checkpoint; give a text to score",
                           hint="charlstm eval RUN TEXT")
-    ids = open_prepared(data_dir(run_dir)).split(split)
+    data = open_prepared(folder)
+    if loaded.meta.data_sha256 is not None and data.sha256 != loaded.meta.data_sha256:
+        raise CorpusError(f"{folder}: not the text this checkpoint was trained on; give a text to score",
+                          hint="charlstm eval RUN TEXT")
+    ids = data.split(split)
     if len(ids) == 0:
         raise CorpusError(f"{run}: this run has no {split} split (its preset holds no text out); "
                           "give a text to score", hint="charlstm eval RUN TEXT")

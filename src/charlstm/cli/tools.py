@@ -35,12 +35,14 @@ def export(
     format: Annotated[str, typer.Option("--format", help="onnx, safetensors or hf.")] = "onnx",
     force: Annotated[bool, typer.Option(help="Write over an existing file (hf: into a non-empty folder).")
                      ] = False,
+    allow_nonfinite: Annotated[bool, typer.Option(
+        "--allow-nonfinite", help="Export weights that hold NaN or infinity (to inspect them).")] = False,
 ) -> None:
     """Export for other runtimes: a single-step ONNX graph, weights + config + vocab, or a Hub folder."""
     from charlstm.interop.export import export as run_export
     from charlstm.runs.loading import load_model
 
-    path = run_export(load_model(run), format, out, force=force)
+    path = run_export(load_model(run, allow_nonfinite=allow_nonfinite), format, out, force=force)
     typer.echo(f"wrote {path}", err=True)
 
 

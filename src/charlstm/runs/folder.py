@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
+from charlstm.data.prepared import META_FILE, SPLITS
 from charlstm.errors import CheckpointError
 from charlstm.runs.checkpoint import SUFFIX, read_meta
 from charlstm.runs.manifest import MANIFEST_FILE, read_manifest, write_manifest
@@ -53,16 +54,18 @@ def best_checkpoints(run_dir: Path) -> list[tuple[float, Path]]:
     return sorted(found)
 
 
-def record_best(run_dir: Path, name: str, metric: float, *, keep: int) -> list[Path]:
-    """List a best checkpoint just saved, then delete the listed ones past the ``keep`` best.
-
-    Only files in the manifest are ever deleted; returns those that were.
-    """
+def list_best(run_dir: Path, name: str, metric: float) -> None:
+    """Enter a best checkpoint in the manifest before it is written (a listed file yet to come
+    is skipped), so a kill during or after the write never leaves a file the run disowns."""
     listed = read_manifest(run_dir)
     if listed is None:  # a run from before manifests adopts the best checkpoints it has
         listed = {path.name: value for value, path in best_checkpoints(run_dir)}
-    listed[name] = metric
-    write_manifest(run_dir, listed)
+    write_manifest(run_dir, {**listed, name: metric})
+
+
+def prune_best(run_dir: Path, *, keep: int) -> list[Path]:
+    """Delete the listed best checkpoints past the ``keep`` best; only listed files, ever."""
+    listed = read_manifest(run_dir) or {}
     stale = [n for n, _ in sorted(listed.items(), key=lambda item: item[1])[keep:]]
     for n in stale:
         (run_dir / n).unlink(missing_ok=True)  # first the file: a kill now leaves a listed gap
@@ -114,21 +117,33 @@ def check_fresh(out_dir: Path, *, overwrite: bool = False) -> None:
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise CheckpointError(f"{out_dir} exists and is not a folder; choose another output folder")
-    if has_checkpoint(out_dir) or (not (out_dir / CONFIG_FILE).exists() and any(out_dir.glob("*" + SUFFIX))):
+    configured = (out_dir / CONFIG_FILE).exists()
+    if has_checkpoint(out_dir) or (not configured and any(out_dir.glob("*" + SUFFIX))):
         raise CheckpointError(f"{out_dir} already holds a run; resume it or choose another output folder",
                               hint=f"--resume {out_dir}, or another --out")
-    if not (out_dir / CONFIG_FILE).exists():
+    if not configured and not _prepared_by_a_start(out_dir / DATA_DIR):
         return
     if not overwrite:
-        raise CheckpointError(f"{out_dir} holds a run that stopped before its first checkpoint: "
-                              f"--resume {out_dir} starts it again from step 0 with its settings, "
+        resume = f"--resume {out_dir} starts it again from step 0 with its settings, " if configured else ""
+        raise CheckpointError(f"{out_dir} holds a run that stopped before its first checkpoint: {resume}"
                               "--overwrite replaces it",
-                              hint=f"--resume {out_dir}, or --overwrite")
+                              hint=f"--resume {out_dir}, or --overwrite" if configured else "--overwrite")
     for name in (CONFIG_FILE, METRICS_FILE, MANIFEST_FILE, "train.log"):
         (out_dir / name).unlink(missing_ok=True)
     for name in (DATA_DIR, "tensorboard"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     log.info("%s: replaced a run that had no checkpoint", out_dir)
+
+
+def _prepared_by_a_start(folder: Path) -> bool:
+    """RUN/data as a new run's preparation leaves it, whole or cut short: its files and no other."""
+    ours = {META_FILE, *(f"{split}.bin{tmp}" for split in SPLITS for tmp in ("", ".tmp"))}
+    return folder.is_dir() and all(p.name in ours for p in folder.iterdir())
+
+
+def stopped_while_starting(run_dir: Path) -> bool:
+    """A run killed after preparing (some of) RUN/data but before writing its config.json."""
+    return not (run_dir / CONFIG_FILE).exists() and _prepared_by_a_start(run_dir / DATA_DIR)
 
 
 def resolve_checkpoint(path: Path, which: str = "best") -> Path:

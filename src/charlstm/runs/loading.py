@@ -100,18 +100,30 @@ def check_shapes(meta: CheckpointMeta, shapes: dict[str, tuple[int, ...]], path:
     return parameters
 
 
-def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> CharLSTM:
-    """Rebuild the model a checkpoint describes and load its weights."""
+def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu", *,
+                allow_nonfinite: bool = False) -> CharLSTM:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    Weights with a NaN or an infinity predict nothing (sampling from them gives one character
+    over and over), so they are refused unless ``allow_nonfinite``.
+    """
     check_shapes(ckpt.meta, {k: tuple(v.shape) for k, v in ckpt.model_state().items()}, ckpt.path)
+    if not allow_nonfinite:
+        broken = [k for k, v in ckpt.model_state().items()
+                  if v.is_floating_point() and not bool(v.isfinite().all())]
+        if broken:
+            raise CheckpointError(f"{ckpt.path}: weights hold NaN or infinite values "
+                                  f"({', '.join(broken[:3])}); use an earlier checkpoint of the run")
     model = CharLSTM(ckpt.meta.model_config)
     model.load_state_dict(ckpt.model_state())
     return model.to(device)
 
 
-def load_model(path: Path, device: torch.device | str = "cpu", which: str = "best") -> LoadedModel:
+def load_model(path: Path, device: torch.device | str = "cpu", which: str = "best", *,
+               allow_nonfinite: bool = False) -> LoadedModel:
     """Load a run folder's best (or a given) checkpoint, or a Hub-layout model folder, for inference."""
     ckpt = load_checkpoint(resolve_model_path(Path(path), which))
-    model = build_model(ckpt, device)
+    model = build_model(ckpt, device, allow_nonfinite=allow_nonfinite)
     model.eval()
     return LoadedModel(model, ckpt.meta, ckpt.path)
 

@@ -78,9 +78,10 @@ class Checkpointing:
             return
         p.best = metric
         name = c.checkpoint_name.format(epoch=p.epoch + 1, step=p.step, loss=metric) + SUFFIX
+        folder.list_best(t.run_dir, name, metric)
         self.save(t.run_dir / name, metric)
         log.info("%s improved to %.4f: saved %s", c.checkpoint_metric, metric, name)
-        folder.record_best(t.run_dir, name, metric, keep=c.keep_best)
+        folder.prune_best(t.run_dir, keep=c.keep_best)
 
     def restore(self, path: Path) -> None:
         """Put the trainer exactly where ``path`` left off: weights, optimizer, counters, RNG, state."""

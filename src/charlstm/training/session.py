@@ -160,6 +160,9 @@ def resume_run(
     if dist.is_main and run_dir.is_dir():
         remove_temporaries(run_dir)
     start = runs.resume_point(run_dir) if run_dir.is_dir() else None
+    if start is None and runs.stopped_while_starting(run_dir):
+        raise CheckpointError(f"{run_dir}: stopped while starting, before its settings were written; "
+                              f"start it again with --out {run_dir} --overwrite", hint="--overwrite")
     if start is None and not (run_dir / runs.CONFIG_FILE).is_file():
         raise CheckpointError(f"{run_dir}: no {runs.LAST} to resume from")
     if start is None:

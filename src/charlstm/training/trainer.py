@@ -25,7 +25,7 @@ from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
 from charlstm.data.prepared import PreparedData
 from charlstm.errors import ConfigError
 from charlstm.framing import framing_for
-from charlstm.model.network import CharLSTM, State
+from charlstm.model.network import CharLSTM, State, describe_shapes
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.meta import Progress
 from charlstm.training.checkpointing import Checkpointing
@@ -68,7 +68,7 @@ class Trainer:
         self.stop_requested = threading.Event()  # Ctrl-C, or another thread, asks to stop
         self.clock = time.perf_counter  # replaceable, e.g. by a benchmark that pauses it to score
         self.callbacks = Callbacks()
-        self.model = CharLSTM(model_config)
+        self.model = build_for_training(model_config)
         if initial_weights is not None:  # fine-tuning: another run's weights, before DDP copies rank 0's
             self.model.load_state_dict(initial_weights)
         self.model.to(self.device)
@@ -208,3 +208,15 @@ class _LossWindow:
         self.sum.zero_()
         self.steps, self.start = 0, self.clock()
         return mean, step_s
+
+
+def build_for_training(config: ModelConfig) -> CharLSTM:
+    """A new model, or one clear line when its weights cannot be allocated."""
+    try:
+        return CharLSTM(config)
+    except (RuntimeError, MemoryError) as exc:
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        count, _ = describe_shapes(config)
+        raise ConfigError(f"a model of {count:,} parameters ({count * 4 / 1e9:,.1f} GB of weights) does not "
+                          "fit in memory; choose a smaller --hidden-size or --num-layers") from None

@@ -1,0 +1,125 @@
+"""Hostile inputs through the CLI: each ends in one error line and a non-zero exit, never a
+traceback, and the files that were there before are still there and still load.
+
+The service's cases are in test_serve.py, the text's in test_sources.py and test_prepare.py;
+the run folder's pruning and stuck runs in test_folder.py, kills in test_kill.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from _runs import invoke, train_stream_run, write_text
+from charlstm.runs.folder import LAST
+from charlstm.runs.loading import load_model
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile")
+    return train_stream_run(root / "run", write_text(root / "t.txt", words=1500))
+
+
+@pytest.fixture
+def run(source_run, tmp_path) -> Path:
+    return Path(shutil.copytree(source_run, tmp_path / "run"))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_error(result, exit_code: int, *fragments: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("charlstm: error: ")]
+    assert len(errors) == 1 and all(f in errors[0] for f in fragments), result.stderr
+
+
+def _rewrite(path: Path, out: Path, *, meta=None, tensors=None) -> Path:
+    """A copy of checkpoint ``path`` with its metadata record or tensors changed."""
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata()
+    key = next(k for k in header if k != "format")
+    record, weights = json.loads(header[key]), load_file(str(path))
+    if meta:
+        meta(record)
+    if tensors:
+        tensors(weights)
+    save_file(weights, str(out), metadata={**header, key: json.dumps(record)})
+    return out
+
+
+@pytest.mark.parametrize(("name", "meta", "tensors", "fragment"), [
+    ("huge", lambda r: r["model_config"].update(hidden_size=10**7), None, "do not fit"),
+    ("short-vocab", lambda r: (r.update(vocab=r["vocab"][:-3]), r["model_config"].update(
+        vocab_size=len(r["vocab"]))), None, "do not fit"),
+    ("nan", None, lambda t: t["model/head.weight"].fill_(float("nan")), "NaN"),
+    ("framing", lambda r: r["train_config"].update(framing="bogus"), None, "framing"),
+    ("seq-len", lambda r: r["train_config"].update(seq_len=-5), None, "seq_len"),
+])
+def test_checkpoint_metadata_is_checked_before_use(run, tmp_path, name, meta, tensors, fragment):
+    bad = _rewrite(run / LAST, tmp_path / f"{name}.safetensors", meta=meta, tensors=tensors)
+    _one_error(invoke("generate", bad, "--length", "5", "--prompt", "the "), 4, fragment)
+
+
+def test_non_finite_weights_export_only_when_asked(run, tmp_path):
+    bad = _rewrite(run / LAST, tmp_path / "nan.safetensors",
+                   tensors=lambda t: t["model/head.weight"].fill_(float("nan")))
+    out = tmp_path / "out.safetensors"
+    _one_error(invoke("export", bad, "--format", "safetensors", "--out", out), 4, "NaN")
+    assert invoke("export", bad, "--format", "safetensors", "--out", out, "--allow-nonfinite").exit_code == 0
+
+
+def test_a_model_too_big_for_memory_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "big"
+    _one_error(invoke("train", write_text(tmp_path / "t.txt"), "--out", out, "--hidden-size", "1000000",
+                      "--max-steps", "1", "--no-progress"), 2, "does not fit in memory")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_impossible_out_is_one_line(tmp_path, where):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    out = {"under-a-file": tmp_path / "afile" / "run", "proc": Path("/proc/charlstm-test")}[where]
+    result = invoke("train", write_text(tmp_path / "t.txt"), "--out", out, "--max-steps", "1",
+                    "--no-progress")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "x"
+
+
+@pytest.mark.parametrize(("damaged", "exit_code"), [("config.json", 4), ("data/meta.json", 3)])
+def test_damaged_run_files_are_one_line_and_the_checkpoints_survive(run, damaged, exit_code):
+    (run / damaged).write_text("{bad", encoding="utf-8")
+    before = _files(run)
+    _one_error(invoke("eval", run), exit_code, "damaged")
+    _one_error(invoke("train", "--resume", run, "--max-steps", "9", "--no-progress"), exit_code, "damaged")
+    assert _files(run) == before
+    assert load_model(run).model is not None
+
+
+def test_eval_without_config_json_still_finds_the_runs_own_data(run):
+    (run / "config.json").unlink()
+    result = invoke("eval", run, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["characters"] > 0
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, monkeypatch):
+    import charlstm.runs.checkpoint as checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(args[1]))
+
+    before = (run / LAST).read_bytes()
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    result = invoke("train", "--resume", run, "--max-steps", "9", "--no-progress")
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert "Traceback" not in result.output
+    assert (run / LAST).read_bytes() == before and not list(run.glob(".tmp-*"))

@@ -1,0 +1,72 @@
+"""Kill -9 at random moments, writes included, then carry on: no stuck folder, no orphan, no bad line.
+
+Each round starts ``charlstm train`` in its own process on a tiny model that evaluates and
+checkpoints at every step (so most of its time is spent writing), kills it with SIGKILL after
+a random delay, and carries on the way the error messages say: ``--resume``, or ``--out
+--overwrite`` for a run that died before it had settings or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _runs import write_text
+from charlstm.runs.checkpoint import read_meta
+from charlstm.runs.folder import LAST, METRICS_FILE, best_checkpoints, read_metrics
+from charlstm.runs.manifest import read_manifest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+
+STEPS = 10**6  # runs until killed
+TINY = ["--preset", "default", "--hidden-size", "8", "--num-layers", "1", "--embedding-size", "4",
+        "--seq-len", "8", "--batch-size", "2", "--eval-every", "1", "--log-every", "1", "--keep-best", "2",
+        "--no-progress"]
+
+
+def _charlstm(*args: object) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "charlstm", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _next_attempt(text: Path, run: Path, steps: int = STEPS) -> list[object]:
+    """What the messages tell a user to run after a crash."""
+    if (run / LAST).is_file() or (run / "config.json").is_file():
+        return ["train", "--resume", run, "--max-steps", steps, "--no-progress"]
+    if run.exists():
+        return ["train", text, "--out", run, "--overwrite", "--max-steps", steps, *TINY]
+    return ["train", text, "--out", run, "--max-steps", steps, *TINY]
+
+
+def test_kills_at_random_moments_leave_a_run_that_always_carries_on(tmp_path):
+    text = write_text(tmp_path / "t.txt", words=800)
+    run = tmp_path / "run"
+    rng = random.Random(1234)
+    states = set()
+    for _ in range(8):
+        states.add("steps" if (run / LAST).is_file() else "no checkpoint" if run.exists() else "nothing")
+        proc = _charlstm(*_next_attempt(text, run))
+        time.sleep(rng.uniform(0.5, 3.5))  # start-up (the torch import) takes about 1-2 s
+        proc.send_signal(signal.SIGKILL)
+        output, _ = proc.communicate()
+        assert "Traceback" not in output, output
+    assert "steps" in states  # the kills did land during training, not only at start-up
+    done = read_meta(run / LAST).progress.step if (run / LAST).is_file() else 0
+    final = _charlstm(*_next_attempt(text, run, steps=done + 5))
+    output, _ = final.communicate(timeout=120)
+    assert final.returncode == 0, output
+    assert read_meta(run / LAST).progress.step == done + 5
+    assert not list(run.glob(".tmp-*"))  # resumes removed what the kills left
+    lines = (run / METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(read_metrics(run)) == len(lines) and lines  # every line is a whole JSON record
+    own = {p.name for _, p in best_checkpoints(run)}
+    assert own and own == set(read_manifest(run)) and len(own) <= 2
+    assert {p.name for p in run.glob("*.safetensors")} == own | {LAST}
