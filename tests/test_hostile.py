@@ -123,3 +123,9 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, monkeypatch):
     assert result.exit_code == 1 and "No space left on device" in result.stderr
     assert "Traceback" not in result.output
     assert (run / LAST).read_bytes() == before and not list(run.glob(".tmp-*"))
+
+
+def test_export_to_an_impossible_path_is_one_line(run):
+    result = invoke("export", run, "--format", "safetensors", "--out", "/proc/charlstm-test/x.safetensors")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "charlstm: error: " in result.stderr
