@@ -92,6 +92,22 @@ def test_resume_after_a_kill_between_best_and_last_starts_from_the_newest_best(t
     assert trainer.progress.step == read_meta(newest).progress.step == 6
 
 
+def test_a_listed_checkpoint_a_kill_kept_from_being_written_is_forgotten(tmp_path):
+    run = _run(tmp_path)
+    real = _own_best(run)
+    ghost = "best-01-000001-0.0001.safetensors"  # listed first, never written: the best "metric" of all
+    listed = read_manifest(run)
+    (run / MANIFEST_FILE).write_text(json.dumps(
+        {"best": [{"name": n, "metric": m} for n, m in {**listed, ghost: 0.0001}.items()]}), encoding="utf-8")
+    api.resume_run(run, progress_bar=False)
+    assert set(read_manifest(run)) == set(real)
+    # and pruning never lets a gone file take a real one's place among the kept
+    (run / MANIFEST_FILE).write_text(json.dumps(
+        {"best": [{"name": n, "metric": m} for n, m in {**listed, ghost: 0.0001}.items()]}), encoding="utf-8")
+    assert invoke("train", "--resume", run, "--max-steps", "8", "--no-progress").exit_code == 0
+    assert ghost not in read_manifest(run) and len(_own_best(run)) == 2
+
+
 def test_resume_removes_the_temporary_files_of_an_interrupted_write(tmp_path):
     run = _run(tmp_path)
     orphans = [run / ".tmp-abc123.safetensors", run / ".tmp-x.json"]

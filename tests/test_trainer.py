@@ -19,6 +19,7 @@ from charlstm.config.train import TrainConfig
 from charlstm.data.prepared import open_prepared
 from charlstm.errors import CheckpointError, ConfigError, CorpusError, TrainingDivergedError
 from charlstm.framing.stream import EVAL_ROWS, evaluate_stream
+from charlstm.model import runtime
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import load_checkpoint, read_meta
 from charlstm.runs.loading import load_model
@@ -249,6 +250,7 @@ def test_sampling_during_training_does_not_change_the_training(tmp_path, text_fi
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not runtime.bf16_lstm_runs("cpu"), reason="this CPU cannot run an LSTM in bfloat16")
 def test_bf16_autocast_trains_with_fp32_weights(tmp_path, text_file):
     result = api.train([text_file], out_dir=tmp_path / "run",
                        **{**STREAM, "max_steps": 6, "precision": "bf16", "lr": 1e-2})
@@ -256,6 +258,25 @@ def test_bf16_autocast_trains_with_fp32_weights(tmp_path, text_file):
     assert all(t.dtype == torch.float32 for t in last.model_state().values())
     losses = [m["train_loss"] for m in runs.read_metrics(result.run_dir)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_bf16_where_the_lstm_cannot_run_it_is_a_clear_error_and_leaves_no_folder(tmp_path, text_file,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(runtime, "bf16_lstm_runs", lambda device: False)
+    with pytest.raises(ConfigError, match="--precision fp32"):
+        api.train([text_file], out_dir=tmp_path / "run", **{**STREAM, "max_steps": 2, "precision": "bf16"})
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_bf16_probe_agrees_with_a_real_bf16_step():
+    lstm = torch.nn.LSTM(8, 8)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.randn(3, 2, 8))
+        runs_here = True
+    except RuntimeError:
+        runs_here = False
+    assert runtime.bf16_lstm_runs("cpu") is runs_here
 
 
 def test_evaluations_score_the_same_capped_prefix_and_record_it(tmp_path):

@@ -1,7 +1,8 @@
-"""One seed for Python, NumPy and torch; the device a run uses."""
+"""One seed for Python, NumPy and torch; the device a run uses and what it can run."""
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -31,3 +32,25 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
     return torch.device(name)
+
+
+def check_bf16(device: torch.device) -> None:
+    """Refuse ``--precision bf16`` on a device that cannot run an LSTM step in bfloat16."""
+    if not bf16_lstm_runs(str(device)):
+        raise ConfigError(
+            f"--precision bf16: this {device.type.upper()} cannot run the LSTM in bfloat16 "
+            "(on a CPU oneDNN needs AVX-512 for it); use --precision fp32"
+        )
+
+
+@functools.cache
+def bf16_lstm_runs(device: str) -> bool:
+    """Whether a tiny LSTM steps forward and back under bf16 autocast here (tried once per device)."""
+    lstm = torch.nn.LSTM(4, 4).to(device)
+    try:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            out, _ = lstm(torch.zeros(2, 1, 4, device=device))  # (T, B, H)
+        out.float().sum().backward()
+    except RuntimeError:  # oneDNN: "could not create a primitive descriptor" on CPUs without AVX-512
+        return False
+    return True

@@ -63,8 +63,24 @@ def list_best(run_dir: Path, name: str, metric: float) -> None:
     write_manifest(run_dir, {**listed, name: metric})
 
 
+def forget_missing(run_dir: Path) -> list[str]:
+    """Drop manifest entries whose file is gone (a kill between listing and writing); returns them."""
+    listed = read_manifest(run_dir)
+    if listed is None:
+        return []
+    missing = [n for n in listed if not (run_dir / n).is_file()]
+    if missing:
+        write_manifest(run_dir, {n: m for n, m in listed.items() if n not in missing})
+        log.info("%s: forgot %d listed checkpoint(s) a kill kept from being written", run_dir, len(missing))
+    return missing
+
+
 def prune_best(run_dir: Path, *, keep: int) -> list[Path]:
-    """Delete the listed best checkpoints past the ``keep`` best; only listed files, ever."""
+    """Delete the listed best checkpoints past the ``keep`` best; only listed files, ever.
+
+    A listed file that is gone does not count toward ``keep``: it would cost a real one its place.
+    """
+    forget_missing(run_dir)
     listed = read_manifest(run_dir) or {}
     stale = [n for n, _ in sorted(listed.items(), key=lambda item: item[1])[keep:]]
     for n in stale:

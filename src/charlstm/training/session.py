@@ -25,7 +25,7 @@ from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
 from charlstm.data.sources import default_corpus_path
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
-from charlstm.model.runtime import resolve_device, seed_everything
+from charlstm.model.runtime import check_bf16, resolve_device, seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
 from charlstm.runs.folder import config_record
@@ -84,6 +84,8 @@ def start_run(
         model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
     if train_cfg.tensorboard:  # a missing extra fails now, not after preparing a corpus
         summary_writer_class()
+    if train_cfg.precision == "bf16":  # and so does a device that cannot run it
+        check_bf16(resolve_device(train_cfg.device))
     dist = distributed.from_environment()
     runs.check_fresh(out_dir, overwrite=overwrite)
     dist.barrier()  # every process has looked before rank 0 creates anything
@@ -159,6 +161,7 @@ def resume_run(
     dist = distributed.from_environment()
     if dist.is_main and run_dir.is_dir():
         remove_temporaries(run_dir)
+        runs.forget_missing(run_dir)
     start = runs.resume_point(run_dir) if run_dir.is_dir() else None
     if start is None and runs.stopped_while_starting(run_dir):
         raise CheckpointError(f"{run_dir}: stopped while starting, before its settings were written; "

@@ -43,6 +43,7 @@ from charlstm.config.model import ModelConfig
 from charlstm.config.train import TrainConfig
 from charlstm.model.loss import char_loss
 from charlstm.model.network import CharLSTM
+from charlstm.model.runtime import bf16_lstm_runs, check_bf16
 from charlstm.training.schedule import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
     reference = _sized(model, (model.num_layers, model.hidden_size) if size_given else REFERENCE)
     probe: dict[str, float] = {}
     precision = train.precision
+    if precision == "bf16":  # before a probe steps in it
+        check_bf16(device)
     if train.time_budget is not None and train.max_steps is None:  # only a budget needs the speed
         fast_bf16 = ["bf16"] if _has_fast_bf16(device) else []
         tried = [precision] if "precision" in given else ["fp32", *fast_bf16]
@@ -203,7 +206,7 @@ def _has_fast_bf16(device: torch.device) -> bool:
             flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
         except OSError:
             return False
-        return "amx_bf16" in flags or "avx512_bf16" in flags
+        return ("amx_bf16" in flags or "avx512_bf16" in flags) and bf16_lstm_runs(str(device))
     return False
 
 

@@ -26,7 +26,7 @@ from charlstm.data.prepared import PreparedData
 from charlstm.errors import ConfigError
 from charlstm.framing import framing_for
 from charlstm.model.network import CharLSTM, State, describe_shapes
-from charlstm.model.runtime import resolve_device
+from charlstm.model.runtime import check_bf16, resolve_device
 from charlstm.runs.meta import Progress
 from charlstm.training.checkpointing import Checkpointing
 from charlstm.training.display import ProgressBar
@@ -65,6 +65,8 @@ class Trainer:
         self.device = resolve_device(train_config.device)
         if dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", dist.local_rank)
+        if train_config.precision == "bf16":
+            check_bf16(self.device)
         self.stop_requested = threading.Event()  # Ctrl-C, or another thread, asks to stop
         self.clock = time.perf_counter  # replaceable, e.g. by a benchmark that pauses it to score
         self.callbacks = Callbacks()
