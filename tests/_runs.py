@@ -5,11 +5,14 @@ Plain functions, not fixtures, so each test file scopes its own fixtures.
 
 from __future__ import annotations
 
+import builtins
 import logging
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner, Result
 
@@ -51,6 +54,22 @@ def write_text(path: Path, words: int = 600, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(sample_text(words, seed), encoding="utf-8")
     return path
+
+
+def make_unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``path`` unreadable: chmod 000, or, as root (whom chmod does not stop), an ``open``
+    that refuses it as the system would."""
+    if os.geteuid() != 0:
+        path.chmod(0)
+        return
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if isinstance(file, str | os.PathLike) and Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
 
 
 def tiny_model(

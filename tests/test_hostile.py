@@ -1,7 +1,8 @@
 """Hostile inputs through the CLI: each ends in one error line and a non-zero exit, never a
 traceback, and the files that were there before are still there and still load.
 
-The service's cases are in test_serve.py, the text's in test_sources.py and test_prepare.py;
+The service's cases are in test_serve.py, the text's (here only through the CLI) in
+test_sources.py and test_prepare.py;
 the run folder's pruning and stuck runs in test_folder.py, kills in test_kill.py.
 """
 
@@ -15,7 +16,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from _runs import invoke, train_stream_run, write_text
+from _runs import invoke, make_unreadable, sample_text, train_stream_run, write_text
 from charlstm.runs.folder import LAST
 from charlstm.runs.loading import load_model
 
@@ -129,3 +130,55 @@ def test_export_to_an_impossible_path_is_one_line(run):
     result = invoke("export", run, "--format", "safetensors", "--out", "/proc/charlstm-test/x.safetensors")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "charlstm: error: " in result.stderr
+
+
+def _utf16(folder: Path, monkeypatch) -> Path:
+    path = folder / "wide.txt"
+    path.write_bytes(sample_text(200).encode("utf-16-le"))  # no byte-order mark
+    return path
+
+
+def _late_nul(folder: Path, monkeypatch) -> Path:
+    path = folder / "late.txt"
+    path.write_bytes(sample_text(20_000).encode("utf-8") + b"\x00tail\n")  # past the first 64 KB
+    return path
+
+
+def _blank(folder: Path, monkeypatch) -> Path:
+    path = folder / "blank.txt"
+    path.write_text("   \n\n \t \n   ", encoding="utf-8")
+    return path
+
+
+def _unreadable(folder: Path, monkeypatch) -> Path:
+    write_text(folder / "books" / "a.txt")
+    make_unreadable(write_text(folder / "books" / "b.txt", seed=1), monkeypatch)
+    return folder / "books"
+
+
+@pytest.mark.parametrize(("make", "fragments"), [
+    (_utf16, ("wide.txt", "looks like UTF-16")),
+    (_late_nul, ("late.txt", "NUL byte at byte offset")),
+    (_blank, ("blank.txt", "only whitespace")),
+    (_unreadable, ("b.txt", "cannot read")),
+], ids=["utf-16", "late-nul", "whitespace", "unreadable"])
+def test_hostile_text_is_one_line_and_the_data_survives(tmp_path, monkeypatch, make, fragments):
+    data = tmp_path / "data"
+    assert invoke("prepare", write_text(tmp_path / "good.txt"), "--out", data, "--no-progress").exit_code == 0
+    before = _files(data)
+    (tmp_path / "bad").mkdir()
+    bad = make(tmp_path / "bad", monkeypatch)
+    _one_error(invoke("prepare", bad, "--out", data, "--force", "--no-progress"), 3, *fragments)
+    assert _files(data) == before
+    _one_error(invoke("train", bad, "--out", tmp_path / "run", "--max-steps", "1", "--no-progress"), 3,
+               *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_utf16_text_reads_with_the_encoding_the_error_names(tmp_path, monkeypatch):
+    wide = _utf16(tmp_path, monkeypatch)
+    refused = invoke("prepare", wide, "--out", tmp_path / "data", "--no-progress")
+    assert "charlstm: hint: --encoding utf-16" in refused.stderr.splitlines()
+    result = invoke("prepare", wide, "--out", tmp_path / "data", "--no-progress", "--encoding", "utf-16")
+    assert result.exit_code == 0, result.output
+    assert "\x00" not in json.loads((tmp_path / "data" / "meta.json").read_text(encoding="utf-8"))["vocab"]

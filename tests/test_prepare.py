@@ -134,3 +134,49 @@ def test_prepare_never_writes_into_a_run_folder(tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 4 and "run folder" in result.output
     assert sorted(p.name for p in run.rglob("*")) == ["config.json", "data"]
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_long_line_prepared_in_tiny_pieces_is_byte_identical(tmp_path, monkeypatch):
+    from charlstm.data import cleaning
+
+    line = " ".join(["Alice", "caf\u00e9", "cafe\u0301", "\u00e9t\u00e9", "tea,\r\n", "queen\r"] * 2000)
+    path = tmp_path / "long.txt"
+    path.write_text(f"\ufeffhead\r\n{START}\r\n{line}{line}\r\n\r\n{END}\r\nlicence\r\n", encoding="utf-8")
+    normal = prepare_corpus([path], tmp_path / "normal", val_fraction=0.1, progress_bar=False)
+    # Pieces of a few bytes, and a held-back partial line and header window of a few characters.
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 5)
+    monkeypatch.setattr(cleaning, "LINE_HOLD", 64)
+    monkeypatch.setattr(cleaning, "HEADER_WINDOW", 256)
+    tiny = prepare_corpus([path], tmp_path / "tiny", val_fraction=0.1, progress_bar=False)
+    assert _folder_bytes(tiny.root) == _folder_bytes(normal.root)
+    assert normal.total_characters > 20_000 and "licence" not in normal.vocab.decode(normal.split("val"))
+
+
+def test_a_whitespace_only_corpus_is_refused(tmp_path):
+    (tmp_path / "blank.txt").write_text("   \n\n\t  \n  ", encoding="utf-8")
+    with pytest.raises(CorpusError, match="only whitespace"):
+        prepare_corpus([tmp_path / "blank.txt"], tmp_path / "data", progress_bar=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_whitespace_only_file_is_warned_about_once(tmp_path, caplog):
+    books = write_books(tmp_path / "books")
+    (books / "blank.txt").write_text("   \n  \n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="charlstm"):
+        prepare_corpus([books], tmp_path / "data", progress_bar=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(books / "blank.txt") in warnings[0], warnings
+
+
+def test_the_cli_shows_the_whitespace_warning(tmp_path):
+    from _runs import invoke
+
+    books = write_books(tmp_path / "books")
+    (books / "blank.txt").write_text("  \n\t\n", encoding="utf-8")
+    result = invoke("prepare", books, "--out", tmp_path / "data", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"{books / 'blank.txt'}: nothing but whitespace" in result.stderr

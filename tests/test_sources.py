@@ -317,3 +317,122 @@ def test_iter_clean_streams_instead_of_reading_whole_files(tmp_path, monkeypatch
     assert sum(read) <= cleaning.HEADER_WINDOW + 2 * 4096 < path.stat().st_size
     rest = "".join(pieces)
     assert sum(read) == path.stat().st_size and rest
+
+
+# --- hostile text ---------------------------------------------------------------------------------
+
+WIDE_TEXT = "H\u00e9llo, wide world.\nA second line.\n" * 40
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_read_as_utf8_is_named_with_the_encoding_to_pass(tmp_path, codec):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(WIDE_TEXT.encode(codec))  # "utf-16" writes a BOM, -le and -be none
+    with pytest.raises(CorpusError, match="looks like UTF-16") as info:
+        load_text([path])
+    assert str(path) in str(info.value)
+    assert info.value.hint == "--encoding utf-16"
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_encoding_utf16_reads_a_file_without_byte_order_mark(tmp_path, codec):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(WIDE_TEXT.encode(codec))
+    assert load_text([path], CorpusConfig(encoding="utf-16")) == WIDE_TEXT.strip("\n")
+
+
+def test_encoding_utf16_on_text_that_is_not_utf16_is_a_corpus_error(tmp_path):
+    path = _write(tmp_path, "narrow.txt", "plain UTF-8 text, no NUL bytes\n")
+    with pytest.raises(CorpusError, match="byte-order mark") as info:
+        load_text([path], CorpusConfig(encoding="utf-16"))
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 4096])
+def test_a_nul_byte_anywhere_is_refused_with_its_offset(tmp_path, monkeypatch, chunk_bytes):
+    if chunk_bytes:  # the NUL in a later piece than the first, as well as past the first 64 KB of one
+        monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk_bytes)
+    data = b"a line of plain text\n" * 10_000 + b"x\x00y\n"
+    path = tmp_path / "late.txt"
+    path.write_bytes(data)
+    with pytest.raises(CorpusError, match="binary") as info:
+        load_text([path])
+    assert str(path) in str(info.value)
+    assert f"byte offset {data.index(0)}" in str(info.value)
+
+
+def test_a_nul_character_in_utf16_text_is_refused(tmp_path):
+    path = tmp_path / "wide.txt"
+    path.write_bytes(("wide text " * 10 + "\x00 more").encode("utf-16"))
+    with pytest.raises(CorpusError, match="NUL") as info:
+        load_text([path], CorpusConfig(encoding="utf-16"))
+    assert str(path) in str(info.value)
+
+
+def test_a_corpus_of_only_whitespace_is_refused(tmp_path):
+    spaces = _write(tmp_path, "a.txt", "   \n\n \t \n   ")
+    newlines = _write(tmp_path, "b.txt", "\n\n\n")
+    with pytest.raises(CorpusError, match="only whitespace"):
+        load_text([spaces, newlines])
+
+
+def test_a_whitespace_only_file_among_others_is_warned_about(tmp_path, caplog):
+    good = _write(tmp_path, "a.txt", "real text\n")
+    blank = _write(tmp_path, "b.txt", "   \n \t \n   ")
+    with caplog.at_level("WARNING", logger="charlstm.data.sources"):
+        assert load_text([good, blank]) == "real text" + corpus.SEPARATOR + "   \n \t \n   "
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert str(blank) in caplog.text and "nothing but whitespace" in caplog.text
+
+
+def test_an_unreadable_file_in_a_folder_is_a_corpus_error(tmp_path, monkeypatch):
+    from _runs import make_unreadable
+
+    folder = tmp_path / "books"
+    folder.mkdir()
+    _write(folder, "a.txt", "readable\n")
+    locked = _write(folder, "b.txt", "locked away\n")
+    make_unreadable(locked, monkeypatch)
+    with pytest.raises(CorpusError, match="cannot read") as info:
+        load_text([folder])
+    assert str(locked) in str(info.value)
+
+
+def test_a_single_long_line_streams_in_bounded_pieces(tmp_path, monkeypatch):
+    from charlstm.data import cleaning
+
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 4096)
+    path = tmp_path / "one-line.txt"
+    line = "word " * 600_000  # 3 MB and no newline: the cleaner used to hold it whole
+    path.write_text(line, encoding="utf-8")
+    read: list[int] = []
+    pieces = corpus.iter_clean([path], on_bytes=read.append)
+    bound = cleaning.HEADER_WINDOW + 2 * 4096
+    first = next(pieces)
+    assert sum(read) <= bound < path.stat().st_size
+    rest = list(pieces)
+    assert max(read) <= 4096
+    assert max(len(p) for p in [first, *rest]) <= bound
+    assert first + "".join(rest) == line.rstrip("\n")
+
+
+LONG_LINES = (
+    "\ufeffpreamble\r\n*** START OF THE PROJECT GUTENBERG EBOOK T ***\r\n\r\n"
+    + "cafe\u0301 " * 300 + "\r\n" + "x" * 700 + "\r" + "y" * 50 + "\n\n"
+    + "End of Project Gutenberg's T, a title as long as a line can be " + "z" * 400 + "\n"
+    + "licence\n"
+)
+
+
+@pytest.mark.parametrize("text", [LONG_LINES, LONG_LINES.replace("End of", "Mid of"), "x" * 5000])
+@pytest.mark.parametrize("chunk", [1, 3, 64, 4096])
+def test_feeding_long_lines_in_pieces_equals_cleaning_whole(monkeypatch, text, chunk):
+    from charlstm.data import cleaning
+
+    # Small limits, so the pieces cross the header window and the held-back partial line.
+    monkeypatch.setattr(cleaning, "HEADER_WINDOW", 200)
+    monkeypatch.setattr(cleaning, "LINE_HOLD", 100)
+    for config in (CorpusConfig(), CorpusConfig(normalize=False), CorpusConfig(strip_gutenberg=False)):
+        cleaner = cleaning.TextCleaner.for_corpus(config)
+        pieces = [cleaner.feed(text[i : i + chunk]) for i in range(0, len(text), chunk)]
+        assert "".join(pieces) + cleaner.finish() == clean_document(text, config)

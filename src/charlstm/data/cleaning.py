@@ -10,7 +10,9 @@ trim blank lines around the body (``normalize``); lowercase (``lowercase``).
 ``TextCleaner`` takes a document in chunks of any size and gives the same text
 as cleaning it whole: it holds back only what the next chunk could change (a
 trailing CR, a character that a combining mark may follow, a partial line that
-may be a footer marker, trailing newlines, and the header window).
+may be a footer marker, trailing newlines, and the header window). What it holds
+is bounded whatever the line lengths: a partial line longer than ``LINE_HOLD``
+is passed on, since a marker line is judged by its first characters.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import unicodedata
 from charlstm.config.corpus import CorpusConfig
 
 HEADER_WINDOW = 1 << 20  # Gutenberg headers are a few KB; a START line further in is body text
+# A footer marker shows what it is in its first ~40 characters; a partial line this long that has
+# not matched by then is no marker, and goes on without waiting for its end (a 100 MB line).
+LINE_HOLD = 1 << 16
 
 _START = re.compile(r"^\*{3}\s*START OF (?:THIS|THE) PROJECT GUTENBERG EBOOK.*$", re.M | re.I)
 _END = re.compile(
@@ -54,6 +59,7 @@ class TextCleaner:
         self._cr = ""  # a CR at a chunk's end may be the first half of CRLF
         self._nfc = ""  # the tail a combining mark in the next chunk could still change
         self._line = ""  # a partial last line: it may turn out to be a footer marker
+        self._mid_line = False  # the text passed on so far ends inside a line: no marker starts next
         self._head: list[str] = []  # text before the header decision
         self._head_len = 0
         self._in_body = not strip_gutenberg
@@ -74,18 +80,40 @@ class TextCleaner:
             return ""
         if self.normalize:
             chunk = self._normalize(chunk, final)
-        # Markers are whole lines: only complete lines go on, unless the document ends.
-        chunk = self._line + chunk
-        cut = len(chunk) if final else chunk.rfind("\n") + 1
-        chunk, self._line = chunk[:cut], chunk[cut:]
+        chunk = self._complete_lines(chunk, final)
         if not self._in_body:
             chunk = self._skip_header(chunk, final)
-        if self.strip_gutenberg and chunk and _may_hold_marker(chunk):
-            end = _END.search(chunk)
-            if end:
-                chunk, self._ended = chunk[: end.start()], True
-                final = True
+        if self.strip_gutenberg and chunk:
+            if _may_hold_marker(chunk):
+                # From 1 when the chunk continues a line: with re.M, '^' then matches only after a newline.
+                end = _END.search(chunk, 1 if self._mid_line else 0)
+                if end:
+                    chunk, self._ended = chunk[: end.start()], True
+                    final = True
+            self._mid_line = not chunk.endswith("\n")
         return self._emit(chunk, final)
+
+    def _complete_lines(self, chunk: str, final: bool) -> str:
+        """What can go on to the marker searches: whole lines, and long or continued partial lines.
+
+        Markers are whole lines, so a partial last line waits for its end, unless it is longer
+        than ``LINE_HOLD`` (its start already shows it is no marker) or continues a line that
+        went on before; in the header window it waits until the window is full, for the same
+        START decision as on the whole text.
+        """
+        text = self._line + chunk
+        if final or not self.strip_gutenberg:  # without markers to look for, nothing need wait
+            self._line = ""
+            return text
+        cut = text.rfind("\n") + 1
+        if self._in_body:
+            release = (self._mid_line and cut == 0) or len(text) - cut >= LINE_HOLD
+        else:
+            release = len(text) - cut >= LINE_HOLD and self._head_len + len(text) >= HEADER_WINDOW
+        if release:
+            cut = len(text)
+        self._line = text[cut:]
+        return text[:cut]
 
     def _normalize(self, chunk: str, final: bool) -> str:
         if self._first:

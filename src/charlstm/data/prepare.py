@@ -4,7 +4,8 @@ Two streaming passes over the files: the first cleans the text and collects
 its characters (the vocabulary) and its length; the second cleans it again,
 encodes each piece through a code-point lookup table and appends the ids to
 the split files. Memory stays at a few pieces of ``CHUNK_BYTES`` whatever the
-corpus size. The splits are contiguous, in text order: train | val | test.
+corpus size and its line lengths (a file of one 100 MB line streams like any
+other). The splits are contiguous, in text order: train | val | test.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def prepare_corpus(
         sizes = split_sizes(length, val_fraction, test_fraction)
         writer = SplitWriter(out_dir, sizes, dtype)
         hasher = hashlib.sha256()
-        for piece in iter_clean(files, corpus, on_bytes=bar.update):
+        for piece in iter_clean(files, corpus, on_bytes=bar.update, warn=False):  # the first pass warned
             writer.write(lookup[_code_points(piece)])
             hasher.update(piece.encode("utf-8"))
     meta = prepared_meta(vocab, dtype, sizes, hasher.hexdigest(), sources=[str(p) for p in files],
