@@ -1,4 +1,4 @@
-"""Helpers for the serve tests: one tiny trained run per session, a real server, a slow generator.
+"""Helpers for the serve tests: one tiny trained run per session, a real server, slow steps.
 
 Plain functions, not fixtures, so each test file scopes its own fixtures.
 """
@@ -48,26 +48,33 @@ def running_server(app) -> Iterator[str]:
         thread.join(timeout=15)
 
 
-class SlowGenerate:
-    """Stands in for ``charlstm.serve.generate``: the real one, ``delay`` seconds a step, counted.
+class SlowSteps:
+    """Generation at ``delay`` seconds a step, counted: the batched scheduler's and the per-request path's.
 
     Tiny models write thousands of characters a second, too fast to stop mid-stream on purpose.
     """
 
-    def __init__(self, real, delay: float):
-        self.real, self.delay = real, delay
-        self.steps = 0
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float):
+        from charlstm.serve import scheduler, worker
 
-    def __call__(self, loaded, prompt, config):
-        prompt_text, steps = self.real(loaded, prompt, config)
+        self.delay, self.steps = delay, 0
+        advance, continue_ids = scheduler.Scheduler._advance, worker.continue_ids
 
-        def slow():
-            for step in steps:
-                time.sleep(self.delay)
-                self.steps += 1
+        def slow_advance(sched, ids, n):
+            self._tick()
+            return advance(sched, ids, n)
+
+        def slow_continue(*args, **kwargs):
+            for step in continue_ids(*args, **kwargs):
+                self._tick()
                 yield step
 
-        return prompt_text, slow()
+        monkeypatch.setattr(scheduler.Scheduler, "_advance", slow_advance)
+        monkeypatch.setattr(worker, "continue_ids", slow_continue)
+
+    def _tick(self) -> None:
+        time.sleep(self.delay)
+        self.steps += 1
 
 
 def wait_until(condition, timeout: float = 5.0, interval: float = 0.02) -> bool:

@@ -36,7 +36,7 @@ SPLITS = {"val_fraction", "test_fraction"}
 COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {
     "train": ((ModelConfig, TrainConfig, CorpusConfig), None,
               {"text", "out", "resume", "preset", "progress", "overwrite"}),
-    "generate": ((SampleConfig,), None, {"run", "prompt", "prompt_file", "interactive", "device"}),
+    "generate": ((SampleConfig,), None, {"run", "prompt", "prompt_file", "stop", "interactive", "device"}),
     "prepare": ((CorpusConfig, TrainConfig), {f.name for f in dataclasses.fields(CorpusConfig)} | SPLITS,
                 {"text", "out", "progress", "force"}),
     "eval": ((SampleConfig,), {"unknown", "replacement"}, {

@@ -16,13 +16,12 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from _serving import SlowGenerate, running_server, tiny_run, wait_until
+from _serving import SlowSteps, running_server, tiny_run, wait_until
 from charlstm.cli import app as cli_module
 from charlstm.errors import ConfigError
 from charlstm.generation.generators import generate_text
 from charlstm.runs.loading import load_model
 from charlstm.serve import app as serve
-from charlstm.serve import worker as serve_worker
 from charlstm.serve.app import ServeLimits, create_app, model_paths
 
 LIMITS = ServeLimits(max_prompt_chars=40, max_length=300, max_num_samples=3, max_concurrent=2)
@@ -45,11 +44,9 @@ def client(app):
 
 
 @pytest.fixture
-def slow(monkeypatch) -> SlowGenerate:
+def slow(monkeypatch) -> SlowSteps:
     """Generation at 10 ms a character, so a stream is still running when the test acts."""
-    fake = SlowGenerate(serve_worker.generate, delay=0.01)
-    monkeypatch.setattr(serve_worker, "generate", fake)
-    return fake
+    return SlowSteps(monkeypatch, delay=0.01)
 
 
 def events(lines) -> Iterator[tuple[str, dict]]:
@@ -77,8 +74,11 @@ def test_healthz(client):
 
 def test_models_lists_names_default_and_limits(client):
     body = client.get("/v1/models").json()
-    assert body == {"models": ["tiny", "again"], "default": "tiny", "limits": {
+    cards = body.pop("data")
+    assert body == {"object": "list", "models": ["tiny", "again"], "default": "tiny", "limits": {
         "max_prompt_chars": 40, "max_length": 300, "max_num_samples": 3, "max_concurrent": 2}}
+    assert [(c["id"], c["object"], c["owned_by"]) for c in cards] == [("tiny", "model", "charlstm"),
+                                                                       ("again", "model", "charlstm")]
 
 
 def test_model_facts(client, run_dir):
@@ -123,10 +123,12 @@ def test_page_and_its_files_are_served_with_no_outside_links(client):
     assert not any("http://" in t or "https://" in t or "//cdn" in t for t in texts)
 
 
-def test_openapi_docs(client):
-    assert client.get("/docs").status_code == 200
+def test_the_schema_is_served_but_no_docs_page_that_would_need_a_cdn(client):
+    for page in ("/docs", "/redoc"):
+        assert client.get(page).status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/healthz", "/v1/models", "/v1/model", "/v1/generate", "/v1/generate/stream"} <= set(paths)
+    assert {"/healthz", "/v1/models", "/v1/model", "/v1/generate", "/v1/generate/stream",
+            "/v1/completions"} <= set(paths)
 
 
 # --- generation ----------------------------------------------------------------------------------
@@ -257,33 +259,40 @@ def test_real_server_keeps_answering_during_a_stream_and_stops_it_on_disconnect(
         assert json.loads(health.getresponse().read())["active_generations"] == 1
         assert time.perf_counter() - started < 1.0
         stream.close()  # hang up mid-stream
+        assert_generation_stops(health, slow)
 
-        def stopped() -> bool:
-            health.request("GET", "/healthz")
-            return json.loads(health.getresponse().read())["active_generations"] == 0
 
-        assert wait_until(stopped, timeout=5)
-        assert slow.steps < 150  # 300 at 10 ms a step would take 3 s
-        health.close()
+def assert_generation_stops(health: http.client.HTTPConnection, slow: SlowSteps) -> None:
+    """The server soon has no generation running, well before a 300-character one would end."""
+
+    def stopped() -> bool:
+        health.request("GET", "/healthz")
+        return json.loads(health.getresponse().read())["active_generations"] == 0
+
+    assert wait_until(stopped, timeout=5)
+    assert slow.steps < 150  # 300 at 10 ms a step would take 3 s
+    health.close()
 
 
 def test_concurrent_requests_each_get_their_own_state(client):
     request = {"prompt": "the ", "length": 60, "seed": 3}
-    expected = client.post("/v1/generate", json=request).json()["texts"]
+    first = client.post("/v1/generate", json=request)
+    assert first.status_code == 200, first.text
+    expected = first.json()["texts"]
     results: list[list[str]] = []
 
     def call() -> None:
         for _ in range(3):
             response = client.post("/v1/generate", json=request)
             if response.status_code == 200:  # 503 when both slots are taken is allowed here
-                results.append(response.json()["texts"])
+                results.append(response.json().get("texts", response.text))
 
     threads = [threading.Thread(target=call) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results and all(texts == expected for texts in results)
+    assert results and all(texts == expected for texts in results), results
 
 
 # --- set-up and the command line -----------------------------------------------------------------
@@ -316,8 +325,71 @@ def test_cli_serve_passes_models_limits_and_a_loopback_default(monkeypatch, run_
     (["serve", "--model", "nameonly"], 2),
     (["serve", "--model", "a=x", "--max-length", "0"], 2),
     (["serve", "no/such/run"], 4),
+    (["serve", "--model", "a=x", "--port", "99999"], 2),
+    (["serve", "--model", "a=x", "--port", "-1"], 2),
 ])
 def test_cli_serve_errors_are_one_line_and_an_exit_code(args, code):
     result = CliRunner().invoke(cli_module.app, args)
     assert result.exit_code == code
     assert result.output.count("charlstm: error:") == 1 and "Traceback" not in result.output
+
+
+# --- hostile requests ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("content", "field"), [
+    (b'{"temperature": NaN}', "temperature"),
+    (b'{"temperature": Infinity}', "temperature"),
+    (b'{"top_p": -Infinity}', "top_p"),
+    (b'{"prompt": "the \\ud800"}', "prompt"),
+    (b'{"stop": ["\\udfff"]}', "stop"),
+    (b'{"length": true}', "length"),
+    (b'{"num_samples": 1.0}', "num_samples"),
+    (b'{"stop": ["a", "b", "c", "d", "e"]}', "stop"),
+    (b'{"stop": ""}', "stop"),
+])
+def test_hostile_values_are_a_json_422_not_a_500(client, content, field):
+    for path in ("/v1/generate", "/v1/generate/stream"):
+        response = client.post(path, content=content, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert response.json()["field"].startswith(field) and response.json()["error"]
+
+
+def test_a_huge_bad_field_gets_a_small_reply(client):
+    response = client.post("/v1/generate", json={"prompt": "x" * 10_000_000, "length": "y" * 1_000_000})
+    assert response.status_code == 422
+    assert len(response.content) < 4_000 and "xxxx" not in response.text
+
+
+def test_a_whole_request_whose_client_goes_stops_generating(app, monkeypatch):
+    slow = SlowSteps(monkeypatch, delay=0.01)
+    with running_server(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        whole = http.client.HTTPConnection(host, int(port), timeout=10)
+        whole.request("POST", "/v1/generate", body=json.dumps({"length": 300}),
+                      headers={"Content-Type": "application/json"})
+        assert wait_until(lambda: slow.steps > 5, timeout=5)
+        whole.close()  # hang up before the reply
+        assert_generation_stops(http.client.HTTPConnection(host, int(port), timeout=10), slow)
+
+
+def test_a_stop_sequence_in_the_native_api_is_reported(client, run_dir):
+    full = generate_text(load_model(run_dir), "the ", length=200, seed=4)[0]
+    body = client.post("/v1/generate", json={"prompt": "the ", "length": 200, "seed": 4,
+                                             "stop": full[50:52]}).json()
+    assert body["texts"][0] == full[: full.index(full[50:52])] and body["finish_reasons"] == ["stop"]
+
+
+def test_more_samples_than_slots_is_422_not_a_wait_for_ever(client):
+    response = client.post("/v1/generate", json={"num_samples": 3})
+    assert response.status_code == 422 and response.json()["field"] == "num_samples"
+
+
+def test_a_port_in_use_is_its_own_exit_code_and_one_line(run_dir):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli_module.app, ["serve", str(run_dir), "--port", str(port)])
+    assert result.exit_code == 6, result.output
+    assert result.output.count("charlstm: error:") == 1 and "Traceback" not in result.output
+    assert f"127.0.0.1:{port}" in result.output

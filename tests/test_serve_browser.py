@@ -21,8 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from _serving import SlowGenerate, running_server, tiny_run, wait_until
-from charlstm.serve import worker as serve_worker
+from _serving import SlowSteps, running_server, tiny_run, wait_until
 from charlstm.serve.app import ServeLimits, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -114,8 +113,7 @@ def test_page_shows_the_model_and_streams_the_text_it_generates(browser, server)
 
 
 def test_stop_ends_the_stream_and_the_server_stops_generating(browser, server, monkeypatch):
-    slow = SlowGenerate(serve_worker.generate, delay=0.02)  # 600 characters would take 12 s
-    monkeypatch.setattr(serve_worker, "generate", slow)
+    slow = SlowSteps(monkeypatch, delay=0.02)  # 600 characters would take 12 s
     wait = open_page(browser, server)
     set_value(browser, "length", 600)
     browser.find_element(By.ID, "generate").click()

@@ -53,3 +53,19 @@ def test_a_stepper_never_changes_the_models_weights_even_with_one_hidden_unit(la
             torch.testing.assert_close(logits, expected[:, t], atol=1e-6, rtol=0)
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+def test_the_first_rows_of_a_pool_step_as_a_stepper_of_their_own():
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=11, hidden_size=12, num_layers=2, embedding_size=5)).eval()
+    pool_state = tuple(torch.randn(2, 6, 12) for _ in range(2))  # 6 rows, the first 3 live
+    own_state = tuple(s[:, :3].clone() for s in pool_state)
+    idle_rows = tuple(s[:, 3:].clone() for s in pool_state)
+    pool, own = LSTMStepper(model, pool_state).first_rows(3), LSTMStepper(model, own_state)
+    for ids in ([1, 2, 3], [4, 0, 10], [7, 7, 7]):
+        batch = torch.tensor(ids)
+        torch.testing.assert_close(pool.step(batch), own.step(batch))
+    torch.testing.assert_close(pool_state[0][:, :3], own_state[0])
+    torch.testing.assert_close(pool_state[1][:, :3], own_state[1])
+    for state, idle in zip(pool_state, idle_rows, strict=True):  # the rows past the first 3 are never stepped
+        assert torch.equal(state[:, 3:], idle)

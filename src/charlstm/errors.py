@@ -54,3 +54,9 @@ class TrainingDivergedError(CharLSTMError):
     """The loss became NaN or infinite."""
 
     exit_code = 5
+
+
+class ServiceError(CharLSTMError):
+    """The HTTP service cannot start: its address is taken or does not exist."""
+
+    exit_code = 6

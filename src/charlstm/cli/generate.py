@@ -27,18 +27,22 @@ def generate(
     prompt_file: Annotated[Path | None, typer.Option(
         help="Read the prompt from this UTF-8 file (- reads standard input), of any length, cleaned as "
              "--prompt is. Only the continuation is printed, not the prompt.")] = None,
+    stop: Annotated[list[str] | None, typer.Option(
+        "--stop", help="End a sample when its text ends with this (left out of the text); repeat for "
+                       "up to 4.")] = None,
     interactive: Annotated[bool, typer.Option(help="Type text, the model continues it; /quit ends.")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
     **settings: Any,
 ) -> None:
     """Generate text, printing it as it comes."""
     from charlstm.errors import ConfigError
-    from charlstm.generation.generators import collect_samples
     from charlstm.generation.generators import generate as run_generate
+    from charlstm.generation.stops import StopMatcher, check_stops
     from charlstm.model.runtime import resolve_device
     from charlstm.runs.loading import load_model
 
     config = SampleConfig(**settings)
+    stops = check_stops(stop or [])
     if prompt_file is not None:
         if prompt is not None:
             raise ConfigError("give the prompt with --prompt or with --prompt-file, not both")
@@ -49,6 +53,8 @@ def generate(
         prompt = read_prompt(sys.stdin.buffer if str(prompt_file) == "-" else prompt_file)
     loaded = load_model(run, resolve_device(device))
     if interactive:
+        if stops:
+            raise ConfigError("--interactive continues your text until its length; it takes no --stop")
         from charlstm.generation.interactive import interactive as run_interactive
 
         typer.echo("Type text and press Enter; the model continues it. Enter alone: more; "
@@ -62,12 +68,26 @@ def generate(
     echoed = "" if prompt_file is not None else used_prompt
     if config.num_samples == 1:
         sys.stdout.write(echoed)
+        matcher = StopMatcher(stops)
         for step in steps:
-            _write_now(step[0])
-        sys.stdout.write("\n")
+            _write_now(matcher.feed(step[0]))
+            if matcher.stopped:
+                break
+        sys.stdout.write(matcher.flush() + "\n")
+        if matcher.stopped:
+            typer.echo("charlstm: finished at a stop sequence", err=True)
         return
-    for i, sample in enumerate(collect_samples(steps, config.num_samples)):
-        typer.echo(f"--- sample {i + 1} ---\n{echoed}{sample}")
+    matchers = [StopMatcher(stops) for _ in range(config.num_samples)]
+    texts: list[list[str]] = [[] for _ in matchers]
+    for step in steps:
+        for matcher, text, ch in zip(matchers, texts, step, strict=True):
+            if not matcher.stopped:
+                text.append(matcher.feed(ch))
+        if all(m.stopped for m in matchers):
+            break
+    for i, (matcher, text) in enumerate(zip(matchers, texts, strict=True)):
+        note = " (finished at a stop sequence)" if matcher.stopped else ""
+        typer.echo(f"--- sample {i + 1}{note} ---\n{echoed}{''.join(text)}{matcher.flush()}")
 
 
 def _read_line() -> str | None:

@@ -81,7 +81,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it to this machine.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port.")] = 8000,
     max_prompt_chars: Annotated[int | None, typer.Option(help="Longest prompt accepted.")] = None,
     max_length: Annotated[int | None, typer.Option(help="Most new characters per sample.")] = None,
     max_num_samples: Annotated[int | None, typer.Option(help="Most samples per request.")] = None,

@@ -8,7 +8,7 @@ the last ``seq_len`` characters for every new one. What is chosen is sampling's.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from charlstm.config.sample import SampleConfig
 from charlstm.data.cleaning import clean_prompt
 from charlstm.errors import CorpusError
 from charlstm.framing import Framing, Reader
-from charlstm.generation.sampling import draw_noise, filter_logits, make_generator
+from charlstm.generation.sampling import draw_noise, draw_seed, filter_logits, sample_generators
 from charlstm.model.network import CharLSTM
 from charlstm.runs.loading import LoadedModel
 
@@ -41,9 +41,12 @@ def intra_op_threads(count: int):
 @torch.inference_mode()
 def continue_ids(
     model: CharLSTM, framing: Framing, prompt: torch.Tensor, config: SampleConfig,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
 ) -> Iterator[torch.Tensor]:
     """Yield (B,) new ids per step after a (P,) prompt, read as ``framing`` reads text.
+
+    ``generator``: one for every row, or one per row (``sample_generators``: each row's draws
+    then do not depend on the others').
 
     The model is in eval mode meanwhile. The framing's reader does the model's side (stream:
     the prompt once, then one step per character; window: the last window re-read); this
@@ -64,7 +67,8 @@ def continue_ids(
         model.train(was_training)
 
 
-def _sample_steps(reader: Reader, config: SampleConfig, generator: torch.Generator,
+def _sample_steps(reader: Reader, config: SampleConfig,
+                  generator: torch.Generator | Sequence[torch.Generator],
                   device: torch.device) -> Iterator[torch.Tensor]:
     """continue_ids' loop: sample, yield, advance."""
     filtered, greedy = config.top_k is not None or config.top_p is not None, config.greedy
@@ -72,7 +76,11 @@ def _sample_steps(reader: Reader, config: SampleConfig, generator: torch.Generat
     for start in range(0, config.length, NOISE_BLOCK):
         steps = min(NOISE_BLOCK, config.length - start)
         if not greedy:  # one view per step, made once per block
-            noise_rows = draw_noise(generator, steps, B, V, config, device).unbind(0)
+            if isinstance(generator, torch.Generator):
+                noise = draw_noise(generator, steps, B, V, config, device)  # (steps, B, V)
+            else:
+                noise = torch.cat([draw_noise(g, steps, 1, V, config, device) for g in generator], dim=1)
+            noise_rows = noise.unbind(0)
         for t in range(steps):
             last = reader.logits  # (B, V)
             if greedy:
@@ -89,19 +97,28 @@ def generate(
 ) -> tuple[str, Iterator[list[str]]]:
     """The prompt used and an iterator of new characters, one list (one per sample) a step."""
     device = loaded.model.head.weight.device
-    generator, seed = make_generator(config.seed, device)
+    seed = config.seed if config.seed is not None else draw_seed()
+    prompt_text, ids = prompt_ids(loaded, prompt, config, seed)
+    generators = sample_generators(seed, config.num_samples, device)
+    steps = continue_ids(loaded.model, loaded.framing, torch.from_numpy(ids), config, generators)
+    chars = loaded.vocab.chars
+    return prompt_text, ([chars[i] for i in step.tolist()] for step in steps)
+
+
+def prompt_ids(loaded: LoadedModel, prompt: str | None, config: SampleConfig,
+               seed: int) -> tuple[str, np.ndarray]:
+    """The prompt as the model reads it (cleaned, unknown characters handled) and its (P,) ids.
+
+    No prompt: the framing's default start, drawn with ``seed``.
+    """
     if prompt:
         prompt = clean_prompt(prompt, loaded.meta.corpus_config)
     else:
-        prompt = loaded.framing.default_prompt(loaded.vocab, loaded.training_ids,
-                                               np.random.default_rng(seed))
+        prompt = loaded.framing.default_prompt(loaded.vocab, loaded.training_ids, np.random.default_rng(seed))
     ids = loaded.vocab.encode(prompt, config.unknown, config.replacement)
     if len(ids) == 0:
         raise CorpusError("the prompt is empty once unknown characters are dropped")
-    prompt_text = loaded.vocab.decode(ids)  # as the model reads it: cleaned, policy applied
-    steps = continue_ids(loaded.model, loaded.framing, torch.from_numpy(ids), config, generator)
-    chars = loaded.vocab.chars
-    return prompt_text, ([chars[i] for i in step.tolist()] for step in steps)
+    return loaded.vocab.decode(ids), ids
 
 
 def generate_text(loaded: LoadedModel, prompt: str | None = None, **settings) -> list[str]:

@@ -84,4 +84,17 @@ def make_generator(seed: int | None, device: torch.device) -> tuple[torch.Genera
     return generator, seed
 
 
+SEED_STRIDE = 0x9E3779B97F4A7C15  # sample j's seed: the request's plus j strides (mod 2**63), well apart
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of sample ``sample`` of a batch seeded ``seed``; sample 0 keeps ``seed`` itself."""
+    return (seed + sample * SEED_STRIDE) % 2**63
+
+
+def sample_generators(seed: int, samples: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per sample, so a sample's text does not depend on how many are drawn beside it."""
+    return [make_generator(sample_seed(seed, j), device)[0] for j in range(samples)]
+
+
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)  # the report's and the training log's samples

@@ -18,6 +18,8 @@ It serves LSTMs with sigmoid gates; other cells step through the model itself.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from charlstm.model.network import CharLSTM, State
@@ -46,12 +48,27 @@ class LSTMStepper:
             self.head_w, self.head_b = _transposed_copy(model.head.weight), model.head.bias.clone()
             for gate_rows in (self.table, *self.w_ih[1:], *self.bias, *self.w_hh):
                 gate_rows[..., 2 * H : 3 * H] *= 2.0  # see step(): tanh(g) through sigmoid(2 g)
-        self.gates = self.table.new_empty(B, 4 * H)  # (B, 4H), gate order i, f, g, o
-        self.c_tanh = self.table.new_empty(B, H)
-        self.logits = self.table.new_empty(B, config.vocab_size)  # (B, V)
-        g = self.gates
+        self._bind(h, c, self.table.new_empty(B, 4 * H), self.table.new_empty(B, H),
+                   self.table.new_empty(B, config.vocab_size))
+
+    def _bind(self, h: torch.Tensor, c: torch.Tensor, gates: torch.Tensor, c_tanh: torch.Tensor,
+              logits: torch.Tensor) -> None:
+        """Step the state (h, c), each (L, B, H), through these buffers: gates (B, 4H), logits (B, V)."""
+        self.state_hc, self.gates, self.c_tanh, self.logits = (h, c), gates, c_tanh, logits
+        H = c_tanh.shape[1]
+        g = gates  # gate order i, f, g, o
         self.i, self.f, self.g, self.o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
         self.h, self.c = list(h.unbind(0)), list(c.unbind(0))  # views into the caller's state
+
+    def first_rows(self, rows: int) -> LSTMStepper:
+        """A stepper of this one's first ``rows`` rows: the same weights, views of its state and buffers.
+
+        A pool of B rows whose live ones are kept at the front steps only those, without copying.
+        """
+        view = copy.copy(self)  # shallow: the weights are shared, not copied
+        h, c = self.state_hc
+        view._bind(h[:, :rows], c[:, :rows], self.gates[:rows], self.c_tanh[:rows], self.logits[:rows])
+        return view
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Advance the state by ``ids`` (B,); return the logits (B, V) (a buffer reused next step)."""

@@ -1,29 +1,31 @@
 """The HTTP service: a FastAPI app over loaded models, with streamed generation and a web page.
 
     GET  /                     the web page (web/index.html with its script and style sheet)
-    GET  /healthz              liveness, the models served, generations running
-    GET  /v1/models            the models' names, the default one and the limits
+    GET  /healthz              liveness, the models served, samples generating
+    GET  /v1/models            the models: OpenAI's list ({object, data}) plus names, default, limits
     GET  /v1/model?model=NAME  one model's facts: config, vocabulary, parameters, best bits/char
-    POST /v1/generate          whole samples, with the seed used and timing
+    POST /v1/generate          whole samples, with the seed used, finish reasons and timing
     POST /v1/generate/stream   Server-Sent Events: start, text (new characters), done or error
-    GET  /docs                 OpenAPI docs, as FastAPI makes them
+    POST /v1/completions       OpenAI's completions API (see openai_api.py)
+    GET  /openapi.json         the API's schema (no /docs page: it would load its scripts from a CDN)
 
-Torch work never runs on the event loop: serve_worker.py runs each generation on a worker
-thread. A stream's response stops its worker when it ends by any path: the client went away
-(Starlette cancels the response, or ``request.is_disconnected()`` says so) or the generation
-finished; the app stops every worker when the server shuts down.
+Torch work never runs on the event loop: a stream model's generations are stepped together by
+its scheduler thread, a window model's each on a worker thread (worker.py). A generation stops
+when its client goes: a stream's response stops it however it ends, and a whole request's
+handler watches ``request.is_disconnected()`` while it waits; the app stops every generation
+when the server shuts down.
 
 Every refusal is JSON ``{"error": message, "field": the request field at fault, ...}``: 404
-for an unknown model, 422 for a bad or over-limit field (with pydantic's ``detail``) or prompt
-characters outside the vocabulary (with ``unknown_characters``), 503 with Retry-After when all
-generation slots are busy.
+for an unknown model, 422 for a bad or over-limit field (with pydantic's ``detail``: type,
+place and message, never the offending input, so a reply stays small) or prompt characters
+outside the vocabulary (with ``unknown_characters``), 503 with Retry-After when every slot is busy.
 """
 
-# No ``from __future__ import annotations``: see serve_schemas.py.
+# No ``from __future__ import annotations``: see schemas.py.
 
 import asyncio
-import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -31,7 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from charlstm.errors import CharLSTMError, ConfigError
+from charlstm.errors import ConfigError, ServiceError
+from charlstm.serve.jobs import ApiError, Job
 from charlstm.serve.schemas import (
     ErrorResponse,
     GenerateResponse,
@@ -40,17 +43,20 @@ from charlstm.serve.schemas import (
     ModelList,
     ServeLimits,
     request_model,
+    stop_list,
 )
-from charlstm.serve.worker import ApiError, Service, StreamJob, api_error
+from charlstm.serve.worker import Service
 
 try:
     import uvicorn
     from fastapi import FastAPI, Query, Request
-    from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from charlstm.serve import openai_api
+    from charlstm.serve.events import EventStream, first_event, merged_events, sse
 except ModuleNotFoundError as exc:  # the optional extra is missing: say how to get it
     raise ConfigError(
         f"serving needs the optional 'serve' extra ({exc.name} is not installed): "
@@ -61,8 +67,8 @@ __all__ = ["ServeLimits", "create_app", "model_paths", "run_server"]
 
 log = logging.getLogger(__name__)
 
-DISCONNECT_POLL_S = 0.5  # how often a stream waiting on a slow model checks its client is still there
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_ERROR_DETAILS = 10  # pydantic errors listed in a 422, each without the input that failed
 # The page loads nothing but its own files; this makes the browser hold it to that.
 PAGE_CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'"
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -93,47 +99,26 @@ def model_paths(run: Path | None, specs: list[str]) -> dict[str, Path]:
     return models
 
 
-def sse(kind: str, payload: Any) -> str:
-    """One Server-Sent Event; JSON escapes newlines, so ``data`` is always one line."""
-    if isinstance(payload, ApiError):
-        payload = payload.body()
-    return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
+async def collect(request: Request, job: Job) -> tuple[dict[str, Any], list[str], dict[str, Any]] | None:
+    """A whole generation: its start event, each sample's text and its done event; None if the client went.
 
-
-async def stream_events(request: Request, job: StreamJob, first: tuple[str, Any]) -> AsyncIterator[str]:
-    """The events of a stream, until the worker ends or the client is found gone."""
-    item: tuple[str, Any] | None = first
-    while item is None or item[0] != "end":
-        if item is not None:
-            yield sse(*item)
-        if await request.is_disconnected():
-            return
-        try:
-            item = await asyncio.wait_for(job.queue.get(), DISCONNECT_POLL_S)
-        except TimeoutError:
-            item = None
-
-
-class EventStream(StreamingResponse):
-    """A stream's response, which stops its worker however it ends: done, client gone, cancelled.
-
-    The flag is set here rather than in ``stream_events``: when Starlette cancels a response
-    while it is sending, the body generator is left suspended, and its ``finally`` would run
-    only when the garbage collector gets to it.
+    An error event is raised as the ApiError it holds.
     """
-
-    media_type = "text/event-stream"
-
-    def __init__(self, request: Request, job: StreamJob, first: tuple[str, Any]):
-        super().__init__(stream_events(request, job, first),
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.job = job
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.job.stop.set()
+    start: dict[str, Any] = {}
+    texts = [""] * job.config.num_samples
+    try:
+        async for _, kind, payload in merged_events(request, [job]):
+            if kind == "error":
+                raise payload
+            if kind == "start":
+                start = payload
+            elif kind == "text":
+                texts = [t + d for t, d in zip(texts, payload["delta"], strict=True)]
+            elif kind == "done":
+                return start, texts, payload
+        return None
+    finally:
+        request.app.state.service.forget(job)
 
 
 def _field_of(error: dict[str, Any]) -> str:
@@ -144,29 +129,42 @@ def _field_of(error: dict[str, Any]) -> str:
     return ".".join(loc[1:])
 
 
+def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as small JSON: type, place and message; never the input, which may be huge or NaN."""
+    return [{"type": str(e.get("type")), "loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))}
+            for e in exc.errors()[:MAX_ERROR_DETAILS]]
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every refusal as the JSON error body, whoever raised it."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if openai_api.is_openai(request):
+            return openai_api.error_response(exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors())
-        message = "; ".join(f"{_field_of(e)}: {e.get('msg', 'invalid')}" for e in errors)
-        return error_response(ApiError(422, message, _field_of(errors[0]) if errors else None, detail=errors))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_details(exc)
+        message = "; ".join(f"{_field_of(e)}: {e['msg']}" for e in errors)
+        error = ApiError(422, message, _field_of(errors[0]) if errors else None, detail=errors)
+        return await _api_error(request, error)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(ApiError(exc.status_code, str(exc.detail), headers=exc.headers))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return await _api_error(request, ApiError(exc.status_code, str(exc.detail), headers=exc.headers))
 
 
 def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = None, *,
-               device: str = "cpu") -> FastAPI:
-    """The app serving ``models`` ({name: run folder or checkpoint}, the first is the default)."""
+               device: str = "cpu", batching: bool = True) -> FastAPI:
+    """The app serving ``models`` ({name: run folder or checkpoint}, the first is the default).
+
+    ``batching=False`` serves every model on the per-request path (a thread per generation),
+    for comparison.
+    """
     limits = limits or ServeLimits()
-    service = Service(models, limits, device)
+    service = Service(models, limits, device, batching=batching)
     page = (resources.files("charlstm.serve") / "web" / "index.html").read_text(encoding="utf-8")
 
     @asynccontextmanager
@@ -174,7 +172,9 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
         yield
         service.stop_all()  # a generation nobody will read (its client's task is gone) ends now
 
-    app = FastAPI(title="charlstm", lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and a server here may
+    # have no internet; the schema they would show is at /openapi.json.
+    app = FastAPI(title="charlstm", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Generate text from character-level LSTM language models.")
     app.state.service = service
     GenerateRequest = request_model(limits)
@@ -194,60 +194,82 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
 
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:
-        return {"models": list(service.models), "default": service.default, "limits": asdict(limits)}
+        return {**openai_api.model_list(service), "models": list(service.models), "default": service.default,
+                "limits": asdict(limits)}
 
     @app.get("/v1/model", response_model=ModelInfo, responses={404: ERRORS[404]})
     async def model_info(model: str | None = Query(None, description="A served model (default: the first).")):
         return service.model(model).facts
 
-    @app.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)
-    async def generate_whole(body: GenerateRequest) -> dict[str, Any]:
+    def start(body: Any) -> Job:
         served, config = service.prepare(body)
-        future = service.pool.submit(service.run_whole, served, body.prompt, config, service.acquire())
-        try:
-            return await asyncio.wrap_future(future)
-        except CharLSTMError as exc:
-            raise api_error(exc) from None
+        return service.start(served, body.prompt, config, stop_list(body.stop), asyncio.get_running_loop())
+
+    @app.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)
+    async def generate_whole(body: GenerateRequest, request: Request) -> Any:
+        job = start(body)
+        whole = await collect(request, job)
+        if whole is None:  # the client went: nobody reads a reply
+            return JSONResponse({"error": "the client went away", "field": None}, status_code=499)
+        begun, texts, done = whole
+        elapsed = done["elapsed_s"]
+        return GenerateResponse(
+            model=begun["model"], prompt=begun["prompt"], texts=texts, seed=begun["seed"],
+            finish_reasons=done["finish_reasons"], characters=done["characters"], elapsed_s=elapsed,
+            chars_per_s=round(done["characters"] / elapsed, 1) if elapsed > 0 else 0.0,
+        ).model_dump()
 
     @app.post("/v1/generate/stream", response_class=StreamingResponse, responses={
         200: {"content": {"text/event-stream": {}},
               "description": "Events: start {model, prompt, seed, length, num_samples}; text {delta: [one "
-                             "string per sample]}; done {characters, elapsed_s, first_char_s, stopped}; "
-                             "error {error, field}."},
+                             "string per sample]}; done {characters, elapsed_s, first_char_s, stopped, "
+                             "finish_reasons}; error {error, field}."},
         **ERRORS})
     async def generate_stream(body: GenerateRequest, request: Request) -> StreamingResponse:
-        served, config = service.prepare(body)
-        job = StreamJob(asyncio.get_running_loop(), service.acquire())
-        service.pool.submit(service.run_stream, served, body.prompt, config, job)
-        try:
-            first = await job.queue.get()
-        except BaseException:  # cancelled while waiting: nobody will read this stream
-            job.stop.set()
-            raise
-        if first[0] == "error":  # failed before the first character: a plain error response
-            raise first[1]
-        return EventStream(request, job, first)
+        job = start(body)
+        first = await first_event(job, service)
 
+        async def body_events() -> AsyncIterator[str]:
+            yield sse(*first)
+            async for _, kind, payload in merged_events(request, [job]):
+                yield sse(kind, payload)
+
+        return EventStream(body_events(), [job], service)
+
+    openai_api.add_routes(app, service, limits)
     return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), or ServiceError saying why not (in use, no such address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                           hint="another server may be there: choose another --port") from None
 
 
 def run_server(models: Mapping[str, str | Path], limits: ServeLimits | None = None, *,
                host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-               log_level: str = "info", torch_threads: int | None = 1) -> None:
+               log_level: str = "info", torch_threads: int | None = 1, batching: bool = True) -> None:
     """Serve ``models`` until interrupted; ``torch_threads=None`` keeps torch's own thread count.
 
     One torch thread by default: a generation is a chain of tiny single-step ops, which gain
-    nothing from intra-op threads, and several generations at once make those threads fight
-    over the cores (measured: the first requests ran 10-50x slower with two threads on a busy
-    two-core machine). Concurrency comes from the worker threads instead.
+    little from intra-op threads, and the threads of several generations at once fight over the
+    cores (measured: the first requests ran 10-50x slower with two threads on a busy two-core
+    machine).
     """
     if torch_threads is not None:
         import torch
 
         torch.set_num_threads(torch_threads)
-    app = create_app(models, limits, device=device)
+    sock = listen(host, port)  # before loading models: a taken port fails at once
+    app = create_app(models, limits, device=device, batching=batching)
     if host not in LOOPBACK:
         log.warning("listening on %s: anyone who can reach this address can use the models", host)
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving %s at http://%s:%d/ (API docs at /docs)", ", ".join(models), shown, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    log.info("serving %s at http://%s:%d/ (API schema at /openapi.json)", ", ".join(models), shown,
+             sock.getsockname()[1])
+    config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])

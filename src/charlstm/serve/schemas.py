@@ -9,11 +9,33 @@ validation like any other bad field (422 naming it) and the limits show in the O
 # annotations resolved against the module's globals could not find.
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from charlstm.errors import ConfigError
+from charlstm.generation.stops import MAX_STOP_CHARS, MAX_STOPS
+
+
+def unicode_text(text: str) -> str:
+    """Refuse a lone surrogate (JSON can write one as an escape): it is no character, and no UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not Unicode text: a lone surrogate {text[exc.start]!r} at {exc.start}") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+Stop = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+Stops = Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None
+
+
+def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
+    """The ``stop`` field as a tuple: one string, a list, or none."""
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
 @dataclass(frozen=True)
@@ -23,7 +45,7 @@ class ServeLimits:
     max_prompt_chars: int = 4000  # the prompt is read in one forward pass: its length is memory
     max_length: int = 2000  # new characters per sample; with max_num_samples, bounds one request's work
     max_num_samples: int = 8  # samples run as one batch, so each costs memory, not an extra pass
-    max_concurrent: int = 16  # generations running at once (one worker thread each); more get 503
+    max_concurrent: int = 16  # samples generating at once (the slots); more get 503
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -34,9 +56,10 @@ class ServeLimits:
 class GenerateRequestBase(BaseModel):
     """Fields whose bounds do not depend on the limits; ``request_model`` adds the rest."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+    # A misspelt field is an error, not silently ignored; strict: `"length": true` is no number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str | None = Field(None, description="A served model's name (default: the first one).")
+    model: Text | None = Field(None, description="A served model's name (default: the first one).")
     temperature: float = Field(1.0, gt=0, le=100, allow_inf_nan=False, description="<1 sharper, >1 flatter.")
     top_k: int | None = Field(None, ge=1, description="Keep the k most likely characters.")
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
@@ -47,15 +70,17 @@ class GenerateRequestBase(BaseModel):
     unknown: Literal["error", "drop", "replace"] = Field(
         "error", description="Prompt characters outside the vocabulary: 422 listing them, drop or replace."
     )
-    replacement: str | None = Field(None, min_length=1, max_length=1,
-                                    description="The character unknown='replace' uses.")
+    replacement: Text | None = Field(None, min_length=1, max_length=1,
+                                     description="The character unknown='replace' uses.")
+    stop: Stops = Field(None, description=f"Up to {MAX_STOPS} strings; a sample ends when its text ends "
+                                          "with one, which is left out of the text.")
 
 
 def request_model(limits: ServeLimits) -> type[GenerateRequestBase]:
     """The request body of both generate endpoints, bounded by ``limits``."""
 
     class GenerateRequest(GenerateRequestBase):
-        prompt: str = Field("", max_length=limits.max_prompt_chars,
+        prompt: Text = Field("", max_length=limits.max_prompt_chars,
                             description="Text to continue (empty: the model's default start).")
         length: int = Field(min(200, limits.max_length), ge=0, le=limits.max_length,
                             description="New characters per sample.")
@@ -70,6 +95,7 @@ class GenerateResponse(BaseModel):
     prompt: str = Field(description="The prompt as the model read it: cleaned, unknown characters handled.")
     texts: list[str] = Field(description="The new text of each sample, prompt excluded.")
     seed: int
+    finish_reasons: list[str] = Field(description="Per sample: length, stop (a stop sequence) or cancelled.")
     characters: int = Field(description="New characters, all samples together.")
     elapsed_s: float
     chars_per_s: float
@@ -103,7 +129,18 @@ class ModelInfo(BaseModel):
     config: dict[str, dict[str, Any]] = Field(description="The run's model, train and corpus configs.")
 
 
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
 class ModelList(BaseModel):
+    """OpenAI's list of models (object, data), with charlstm's own fields beside it."""
+
+    object: Literal["list"]
+    data: list[ModelCard]
     models: list[str]
     default: str
     limits: dict[str, int]

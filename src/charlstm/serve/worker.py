@@ -1,18 +1,19 @@
-"""The generation side of the HTTP service: loaded models, slots and worker threads.
+"""The generation side of the HTTP service: loaded models, slots, and who generates.
 
-Nothing here knows HTTP beyond ``ApiError`` (a status, a message, the field at fault); serve.py
-turns it into a response. Each generation runs on the ``Service``'s thread pool, which has
-``max_concurrent`` threads and a semaphore with as many slots: a request that finds no free
-slot is refused at once (503, Retry-After) rather than queued behind long streams. The worker
-frees its slot when the generation really ends, so the limit counts every running generation,
-including one whose client has just gone.
+Nothing here knows HTTP beyond ``ApiError``; app.py turns it into a response. A stream model
+(trained with state carried) gets a ``Scheduler``, which steps all its live generations together
+in one batch; a window (tutorial) model re-reads a whole window per character, which batches
+poorly, so each of its generations runs on a worker thread of its own (the per-request path,
+also what ``batching=False`` gives every model, for comparison).
 
-A stream's worker hands text to the event loop through an asyncio queue, batched by time
-(``FLUSH_INTERVAL_S``) so a fast model does not wake the loop once per character, and checks
-a stop flag between characters, which the response sets when its client goes away.
+``--max-concurrent`` is the number of slots: samples generating at once, across the service.
+A request takes one per sample before it starts and is refused at once (503, Retry-After) when
+they are not free, rather than queued behind long streams; each slot is given back when its
+sample really ends, so the limit counts every running generation, including one whose client
+has just gone.
 """
 
-# No ``from __future__ import annotations``: see serve_schemas.py.
+# No ``from __future__ import annotations``: see schemas.py.
 
 import asyncio
 import logging
@@ -20,34 +21,26 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError, ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generation.generators import collect_samples, generate
-from charlstm.generation.sampling import draw_seed
+from charlstm.generation.generators import continue_ids, prompt_ids
+from charlstm.generation.sampling import draw_seed, sample_generators
+from charlstm.generation.stops import StopMatcher
 from charlstm.model.loss import bits_per_char
 from charlstm.runs.loading import LoadedModel, load_model, run_info
-from charlstm.serve.schemas import GenerateRequestBase, GenerateResponse, ModelInfo, ServeLimits
+from charlstm.serve.jobs import ApiError, Job, Slots, TextOut
+from charlstm.serve.scheduler import Scheduler
+from charlstm.serve.schemas import GenerateRequestBase, ModelInfo, ServeLimits
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 0.02  # at most ~50 events a second per stream: smooth to watch, cheap to serve
 RETRY_AFTER_S = 1
-
-
-class ApiError(Exception):
-    """A request the service refuses: HTTP status, a message, the field at fault."""
-
-    def __init__(self, status: int, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any):
-        super().__init__(message)
-        self.status, self.field, self.headers, self.extra = status, field, headers, extra
-
-    def body(self) -> dict[str, Any]:
-        return {"error": str(self), "field": self.field, **self.extra}
 
 
 def api_error(exc: CharLSTMError) -> ApiError:
@@ -82,45 +75,37 @@ class ServedModel:
     name: str
     loaded: LoadedModel
     facts: dict[str, Any]
-
-
-@dataclass
-class StreamJob:
-    """One stream: the worker emits (kind, payload) events into ``queue`` on the event loop."""
-
-    loop: asyncio.AbstractEventLoop
-    stop: threading.Event
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-
-    def emit(self, kind: str, payload: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
-        except RuntimeError:  # the event loop is closed: the server is gone, and so is the client
-            self.stop.set()
+    scheduler: Scheduler | None  # None: the per-request path
 
 
 class Service:
-    """The loaded models and the worker threads that generate from them."""
+    """The loaded models, the slots, and the schedulers and worker threads that generate."""
 
-    def __init__(self, models: Mapping[str, str | Path], limits: ServeLimits, device: str):
+    def __init__(self, models: Mapping[str, str | Path], limits: ServeLimits, device: str, *,
+                 batching: bool = True):
         if not models:
             raise ConfigError("give at least one model to serve")
-        self.limits = limits
+        self.limits, self.batching = limits, batching
+        self.slots = Slots(limits.max_concurrent)
         self.models: dict[str, ServedModel] = {}
         for name, path in models.items():
             loaded = load_model(Path(path), device)
-            self.models[name] = ServedModel(name, loaded, model_facts(name, loaded))
-            log.info("loaded %s from %s", name, loaded.path)
+            scheduler = None
+            if batching and loaded.framing.single_steps:
+                scheduler = Scheduler(loaded, limits.max_concurrent, self.slots.give)
+            self.models[name] = ServedModel(name, loaded, model_facts(name, loaded), scheduler)
+            log.info("loaded %s from %s (%s)", name, loaded.path,
+                     "batched" if scheduler else "a thread per generation")
         self.default = next(iter(self.models))
-        # One model serves every thread: it is in eval mode and each call makes its own state.
+        # One model serves every thread: it is in eval mode and each generation has its own state.
         self.pool = ThreadPoolExecutor(limits.max_concurrent, thread_name_prefix="charlstm-generate")
-        self._slots = threading.BoundedSemaphore(limits.max_concurrent)
-        self._running: set[threading.Event] = set()  # the stop flags of running generations
+        self._jobs: set[Job] = set()  # running generations, so shutting down can stop them
         self._lock = threading.Lock()
 
     @property
     def active(self) -> int:
-        return len(self._running)
+        """Samples generating now (slots taken)."""
+        return self.slots.used
 
     def model(self, name: str | None) -> ServedModel:
         if name is None:
@@ -132,89 +117,95 @@ class Service:
     def prepare(self, body: GenerateRequestBase) -> tuple[ServedModel, SampleConfig]:
         """The model and sampling settings a request asks for; a missing seed is drawn here, to report."""
         served = self.model(body.model)
-        if body.unknown == "replace" and body.replacement not in served.loaded.vocab.index:
-            raise ApiError(422, f"replacement {body.replacement!r} is not in the model's vocabulary",
-                           "replacement")
+        self.check_replacement(served, body.unknown, body.replacement)
         seed = body.seed if body.seed is not None else draw_seed()
-        settings = body.model_dump(exclude={"model", "prompt"})
+        settings = body.model_dump(exclude={"model", "prompt", "stop"})
         try:
             return served, SampleConfig(**{**settings, "seed": seed})
         except ConfigError as exc:
             raise ApiError(422, str(exc)) from None
 
-    def acquire(self) -> threading.Event:
-        """A generation slot, as the stop flag its worker will watch; 503 when all are taken."""
-        if not self._slots.acquire(blocking=False):
+    @staticmethod
+    def check_replacement(served: ServedModel, unknown: str, replacement: str | None) -> None:
+        if unknown == "replace" and replacement not in served.loaded.vocab.index:
+            raise ApiError(422, f"replacement {replacement!r} is not in the model's vocabulary",
+                           "replacement")
+
+    def start(self, served: ServedModel, prompt: str, config: SampleConfig, stops: tuple[str, ...],
+              loop: asyncio.AbstractEventLoop) -> Job:
+        """Take the slots, then begin generating; the events arrive on the returned job's queue."""
+        try:
+            prompt_text, ids = prompt_ids(served.loaded, prompt or None, config, config.seed)
+        except CharLSTMError as exc:
+            raise api_error(exc) from None
+        if config.num_samples > self.slots.total:  # would wait for ever
+            raise ApiError(422, f"num_samples {config.num_samples} is more than the {self.slots.total} "
+                                "samples served at once", "num_samples")
+        if not self.slots.take(config.num_samples):
             raise ApiError(503, f"all {self.limits.max_concurrent} generation slots are busy; retry shortly",
                            headers={"Retry-After": str(RETRY_AFTER_S)})
-        stop = threading.Event()
+        job = Job(loop, served.name, prompt_text, ids, config, stops)
         with self._lock:
-            self._running.add(stop)
-        return stop
+            self._jobs.add(job)
+        try:
+            if served.scheduler is not None:
+                served.scheduler.submit(job)
+            else:
+                self.pool.submit(self.run_alone, served, job)
+        except BaseException:
+            self.slots.give(config.num_samples)
+            self.forget(job)
+            raise
+        return job
 
-    def release(self, stop: threading.Event) -> None:
+    def forget(self, job: Job) -> None:
+        """The app is done with ``job`` (its end came, or its client went)."""
+        job.stop.set()
         with self._lock:
-            self._running.discard(stop)
-        self._slots.release()
+            self._jobs.discard(job)
 
     def stop_all(self) -> None:
+        """Shutting down: every generation ends now. The schedulers' threads wait idle for more.
+
+        They are not closed: the same app may be served again (tests do), and a daemon thread
+        waiting on its condition costs nothing.
+        """
         with self._lock:
-            for stop in self._running:
-                stop.set()
+            for job in self._jobs:
+                job.stop.set()
 
-    def run_whole(self, served: ServedModel, prompt: str, config: SampleConfig,
-                  stop: threading.Event) -> dict[str, Any]:
-        """Worker thread: whole samples and timing."""
+    def run_alone(self, served: ServedModel, job: Job) -> None:
+        """Worker thread, the per-request path: one generation, its samples as one batch."""
+        config, out = job.config, TextOut(job)
+        matchers = [StopMatcher(job.stops) for _ in range(config.num_samples)]
+        reasons: list[str | None] = [None] * config.num_samples
         try:
-            started = time.perf_counter()
-            prompt_text, steps = generate(served.loaded, prompt or None, config)
-            texts = collect_samples(steps, config.num_samples, stop.is_set)
-            elapsed = time.perf_counter() - started
-            characters = sum(len(s) for s in texts)
-            return GenerateResponse(
-                model=served.name, prompt=prompt_text, texts=texts,
-                seed=config.seed, characters=characters, elapsed_s=round(elapsed, 6),
-                chars_per_s=round(characters / elapsed, 1) if elapsed > 0 else 0.0,
-            ).model_dump()
-        finally:
-            self.release(stop)
-
-    def run_stream(self, served: ServedModel, prompt: str, config: SampleConfig, job: StreamJob) -> None:
-        """Worker thread: emit start, text batches, then done (or error), then end."""
-        started = time.perf_counter()
-        steps_done, first_char_s = 0, None
-        try:
-            prompt_text, steps = generate(served.loaded, prompt or None, config)
-            job.emit("start", {"model": served.name, "prompt": prompt_text, "seed": config.seed,
-                               "length": config.length, "num_samples": config.num_samples})
-            pending: list[list[str]] = [[] for _ in range(config.num_samples)]
-            last_flush = started
+            job.emit_start()
+            device = served.loaded.model.head.weight.device
+            generators = sample_generators(config.seed, config.num_samples, device)
+            chars = served.loaded.vocab.chars
+            steps = continue_ids(served.loaded.model, served.loaded.framing, torch.from_numpy(job.ids),
+                                 config, generators)
             for step in steps:
-                for buffer, ch in zip(pending, step, strict=True):
-                    buffer.append(ch)
-                steps_done += 1
-                now = time.perf_counter()
-                if first_char_s is None:  # the first character goes out at once
-                    first_char_s = now - started
-                    flush = True
-                else:
-                    flush = now - last_flush >= FLUSH_INTERVAL_S
-                if flush:
-                    job.emit("text", {"delta": ["".join(b) for b in pending]})
-                    pending = [[] for _ in range(config.num_samples)]
-                    last_flush = now
-                if job.stop.is_set():
+                for k, next_id in enumerate(step.tolist()):
+                    if reasons[k] is None:
+                        out.add(k, matchers[k].feed(chars[next_id]))
+                        if matchers[k].stopped:
+                            reasons[k] = "stop"
+                out.maybe_flush(time.perf_counter())
+                if job.stop.is_set() or all(reasons):
                     break
-            if pending[0]:
-                job.emit("text", {"delta": ["".join(b) for b in pending]})
-            elapsed = time.perf_counter() - started
-            job.emit("done", {"characters": steps_done * config.num_samples, "elapsed_s": round(elapsed, 6),
-                              "first_char_s": round(first_char_s or 0.0, 6), "stopped": job.stop.is_set()})
+            cut = "cancelled" if job.stop.is_set() else "length"
+            for k, matcher in enumerate(matchers):
+                if reasons[k] is None:
+                    out.add(k, matcher.flush())
+                    reasons[k] = cut
+            out.finish([str(r) for r in reasons])
         except CharLSTMError as exc:
             job.emit("error", api_error(exc))
         except Exception:
             log.exception("generation from %s failed", served.name)
             job.emit("error", ApiError(500, "internal error: the generation failed (see the server log)"))
         finally:
-            self.release(job.stop)
+            self.slots.give(config.num_samples)
             job.emit("end", None)

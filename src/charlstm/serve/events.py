@@ -1,0 +1,94 @@
+"""A generation's events on their way to the client: Server-Sent Events, read while the client is watched.
+
+A request waiting on its generation polls ``request.is_disconnected()`` between events, so a
+client that hangs up stops its generation even while the model is slow to give text; a
+streamed response stops its generations however it ends (``EventStream``).
+"""
+
+# No ``from __future__ import annotations``: see schemas.py.
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from charlstm.serve.jobs import ApiError, Job
+from charlstm.serve.worker import Service
+
+DISCONNECT_POLL_S = 0.25  # how often a request waiting on its generation checks its client is still there
+
+
+def sse(kind: str | None, payload: Any) -> str:
+    """One Server-Sent Event (``kind`` None: a plain data line); JSON keeps ``data`` to one line."""
+    if isinstance(payload, ApiError):
+        payload = payload.body()
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return (f"event: {kind}\n" if kind else "") + f"data: {data}\n\n"
+
+
+async def merged_events(request: Request, jobs: list[Job]) -> AsyncIterator[tuple[int, str, Any]]:
+    """The events of ``jobs`` as they come, as (job index, kind, payload), until every one has ended.
+
+    ``end`` itself is not passed on. Stops early, quietly, if the client goes.
+    """
+    getters: dict[asyncio.Future, int] = {}
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    try:
+        for k, job in enumerate(jobs):
+            getters[asyncio.ensure_future(job.queue.get())] = k
+        while getters:
+            done, _ = await asyncio.wait(getters, timeout=DISCONNECT_POLL_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            # Also while events keep coming: a whole request's client may go at any time.
+            if loop.time() - checked >= DISCONNECT_POLL_S:
+                checked = loop.time()
+                if await request.is_disconnected():
+                    return
+            for task in sorted(done, key=getters.get):  # two jobs' events in a fixed order
+                k = getters.pop(task)
+                kind, payload = task.result()
+                if kind != "end":
+                    getters[asyncio.ensure_future(jobs[k].queue.get())] = k
+                    yield k, kind, payload
+    finally:
+        for task in getters:
+            task.cancel()
+
+
+async def first_event(job: Job, service: Service) -> tuple[str, Any]:
+    """The job's first event; an error before any text is raised, to be a plain error response."""
+    try:
+        first = await job.queue.get()
+    except BaseException:  # cancelled while waiting: nobody will read this stream
+        service.forget(job)
+        raise
+    if first[0] == "error":
+        service.forget(job)
+        raise first[1]
+    return first
+
+
+class EventStream(StreamingResponse):
+    """A streamed response, which stops its generations however it ends: done, client gone, cancelled.
+
+    They are stopped here rather than in the body generator: when Starlette cancels a response
+    while it is sending, the generator is left suspended, and its ``finally`` would run only
+    when the garbage collector gets to it.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[str], jobs: list[Job], service: Service):
+        super().__init__(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.jobs, self.service = jobs, service
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for job in self.jobs:
+                self.service.forget(job)

@@ -1,0 +1,126 @@
+"""One generation as the service sees it, and the slots that bound how many run at once.
+
+A generation runs off the event loop (on the scheduler's thread, or a worker thread for the
+per-request path) and hands its events to the loop through ``Job.emit``:
+
+    start  {model, prompt, seed, length, num_samples}
+    text   {delta: [new text of each sample]}
+    done   {characters, elapsed_s, first_char_s, stopped, finish_reasons}
+    error  ApiError
+    end    None (always last)
+
+``Job.stop`` is set by whoever no longer wants the text (the client went, the server stops);
+the generator checks it between steps. Nothing here knows HTTP beyond ``ApiError``.
+"""
+
+# No ``from __future__ import annotations``: see schemas.py.
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from charlstm.config.sample import SampleConfig
+
+FLUSH_INTERVAL_S = 0.02  # at most ~50 text events a second per generation: smooth to watch, cheap to serve
+
+
+class ApiError(Exception):
+    """A request the service refuses: HTTP status, a message, the field at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(message)
+        self.status, self.field, self.headers, self.extra = status, field, headers, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), "field": self.field, **self.extra}
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's generation: what to generate, and the queue its events go to on the event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    model: str
+    prompt: str  # as the model reads it
+    ids: np.ndarray  # (P,) the prompt's ids
+    config: SampleConfig  # its seed is set
+    stops: tuple[str, ...] = ()
+    stop: threading.Event = field(default_factory=threading.Event)
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    started: float = field(default_factory=time.perf_counter)
+
+    def emit(self, kind: str, payload: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
+        except RuntimeError:  # the event loop is closed: the server is gone, and so is the client
+            self.stop.set()
+
+    def emit_start(self) -> None:
+        c = self.config
+        self.emit("start", {"model": self.model, "prompt": self.prompt, "seed": c.seed, "length": c.length,
+                            "num_samples": c.num_samples})
+
+
+class TextOut:
+    """A generation's text on its way out: per-sample buffers flushed as ``text`` events by time."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.pending = [""] * job.config.num_samples
+        self.last_flush = job.started
+        self.first_char_s: float | None = None
+        self.characters = 0
+
+    def add(self, sample: int, text: str) -> None:
+        self.pending[sample] += text
+        self.characters += len(text)
+
+    def maybe_flush(self, now: float) -> None:
+        """Send what is pending: the first text at once, then at most every FLUSH_INTERVAL_S."""
+        if not any(self.pending):
+            return
+        if self.first_char_s is None:
+            self.first_char_s = now - self.job.started
+        elif now - self.last_flush < FLUSH_INTERVAL_S:
+            return
+        self.flush(now)
+
+    def flush(self, now: float) -> None:
+        if any(self.pending):
+            if self.first_char_s is None:
+                self.first_char_s = now - self.job.started
+            self.job.emit("text", {"delta": self.pending})
+            self.pending = [""] * len(self.pending)
+            self.last_flush = now
+
+    def finish(self, finish_reasons: list[str]) -> None:
+        """The last text, then ``done``."""
+        now = time.perf_counter()
+        self.flush(now)
+        self.job.emit("done", {"characters": self.characters, "elapsed_s": round(now - self.job.started, 6),
+                               "first_char_s": round(self.first_char_s or 0.0, 6),
+                               "stopped": self.job.stop.is_set(), "finish_reasons": finish_reasons})
+
+
+class Slots:
+    """How many samples may generate at once, across the service; taken per request, given back per sample."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> bool:
+        with self._lock:
+            if self.used + count > self.total:
+                return False
+            self.used += count
+            return True
+
+    def give(self, count: int = 1) -> None:
+        with self._lock:
+            self.used -= count

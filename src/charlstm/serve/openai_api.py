@@ -1,0 +1,223 @@
+"""OpenAI's completions API over the served models, so its clients and tools work unchanged.
+
+    POST /v1/completions   model, prompt (a string or a list), max_tokens, temperature, top_p, n,
+                           stop, seed, stream (SSE chunks, then ``data: [DONE]``), echo; and, beyond
+                           OpenAI's fields, charlstm's top_k, unknown and replacement
+    GET  /v1/models        {object: "list", data: [{id, object: "model", created, owned_by}]}
+
+A token is a character: ``max_tokens`` counts new characters and ``usage`` counts characters.
+``temperature`` 0 means greedy (the most likely character), as OpenAI's does. Each prompt of a
+list is one generation of ``n`` samples; choice ``p * n + j`` is prompt p's sample j, and prompt
+p > 0 draws from a seed derived from ``seed``. Fields OpenAI has but a character model cannot
+honour (logprobs, penalties, best_of > n, logit_bias, suffix) are accepted at their neutral
+values and refused otherwise. Errors come in OpenAI's shape, ``{"error": {message, type,
+param, code}}``, with 400 for a bad field (where the native API says 422), 404, and 503 with
+Retry-After when the slots are busy.
+"""
+
+# No ``from __future__ import annotations``: see schemas.py.
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from charlstm.config.sample import SampleConfig
+from charlstm.errors import ConfigError
+from charlstm.generation.sampling import sample_seed
+from charlstm.serve.events import EventStream, merged_events, sse
+from charlstm.serve.jobs import ApiError, Job
+from charlstm.serve.schemas import ServeLimits, Stops, Text, stop_list
+from charlstm.serve.worker import Service
+
+PATH = "/v1/completions"
+ERROR_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 503: "server_overloaded"}
+
+
+def is_openai(request: Request) -> bool:
+    return request.url.path == PATH
+
+
+def _status(exc: ApiError) -> int:
+    return 400 if exc.status == 422 else exc.status  # a bad field is 400 in OpenAI's API
+
+
+def error_body(exc: ApiError) -> dict[str, Any]:
+    """An ApiError in OpenAI's shape."""
+    status = _status(exc)
+    return {"error": {"message": str(exc), "type": ERROR_TYPES.get(status, "server_error"),
+                      "param": exc.field, "code": "model_not_found" if status == 404 else None}}
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(exc), status_code=_status(exc), headers=exc.headers)
+
+
+def model_list(service: Service) -> dict[str, Any]:
+    """The served models in the shape of OpenAI's ``GET /v1/models``."""
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": int(served.loaded.path.stat().st_mtime),
+         "owned_by": "charlstm"}
+        for name, served in service.models.items()]}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+def completion_request(limits: ServeLimits) -> type[BaseModel]:
+    """The body of ``POST /v1/completions``, bounded by ``limits``."""
+    Prompt = Text | list[Text]
+
+    class CompletionRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        model: Text | None = Field(None, description="A served model (default: the first one).")
+        prompt: Prompt = Field("", description="Text to continue, or a list of them (empty: the model's "
+                                               "default start).")
+        max_tokens: int = Field(16, ge=0, le=limits.max_length, description="New characters per choice.")
+        temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False, description="0: greedy.")
+        top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+        n: int = Field(1, ge=1, le=limits.max_num_samples, description="Choices per prompt.")
+        stop: Stops = None
+        seed: int | None = Field(None, ge=0, lt=2**63)
+        stream: bool = False
+        stream_options: StreamOptions | None = None
+        echo: bool = Field(False, description="Put the prompt (as the model read it) before each text.")
+        user: str | None = None  # accepted, unused
+        top_k: int | None = Field(None, ge=1, description="charlstm: keep the k most likely characters.")
+        unknown: Literal["error", "drop", "replace"] = Field("error", description="charlstm: characters "
+                                                                                   "outside the vocabulary.")
+        replacement: Text | None = Field(None, min_length=1, max_length=1)
+        # OpenAI's fields a character model has no use for: only their neutral values.
+        logprobs: int | None = None
+        best_of: int | None = None
+        presence_penalty: float = 0.0
+        frequency_penalty: float = 0.0
+        logit_bias: dict[str, float] | None = None
+        suffix: str | None = None
+
+        @model_validator(mode="after")
+        def _neutral(self):
+            if self.logprobs is not None:
+                raise ValueError("logprobs is not supported")
+            if self.best_of not in (None, 1, self.n):
+                raise ValueError("best_of is not supported beyond n")
+            if self.presence_penalty or self.frequency_penalty or self.logit_bias:
+                raise ValueError("penalties and logit_bias are not supported")
+            if self.suffix:
+                raise ValueError("suffix (insertion) is not supported")
+            prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+            if not prompts or any(len(p) > limits.max_prompt_chars for p in prompts):
+                raise ValueError(f"give 1 or more prompts of at most {limits.max_prompt_chars} characters")
+            if len(prompts) * self.n > limits.max_concurrent:
+                raise ValueError(f"{len(prompts)} prompts x n={self.n} is more than the "
+                                 f"{limits.max_concurrent} samples served at once")
+            return self
+
+    return CompletionRequest
+
+
+def _config(body: Any, prompt_index: int, seed: int) -> SampleConfig:
+    try:
+        return SampleConfig(
+            length=body.max_tokens, temperature=body.temperature or 1.0, greedy=body.temperature == 0,
+            top_k=body.top_k, top_p=body.top_p if body.top_p < 1 else None, num_samples=body.n,
+            seed=sample_seed(seed, prompt_index), unknown=body.unknown, replacement=body.replacement)
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def start_jobs(service: Service, body: Any) -> list[Job]:
+    """One generation per prompt, all started or none (their slots given back)."""
+    served = service.model(body.model)
+    service.check_replacement(served, body.unknown, body.replacement)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    jobs: list[Job] = []
+    loop = asyncio.get_running_loop()
+    try:
+        for p, prompt in enumerate(prompts):
+            jobs.append(service.start(served, prompt, _config(body, p, seed), stop_list(body.stop), loop))
+    except BaseException:
+        for job in jobs:
+            service.forget(job)
+        raise
+    return jobs
+
+
+def _choice(text: str, index: int, reason: str | None = None) -> dict[str, Any]:
+    """One choice; charlstm's finish reasons in OpenAI's words (a cancelled one nobody reads)."""
+    finish = None if reason is None else "stop" if reason == "stop" else "length"
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+
+
+def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
+    """``POST /v1/completions`` on ``app`` (``GET /v1/models`` is the app's own, in both shapes)."""
+    CompletionRequest = completion_request(limits)
+
+    @app.post(PATH, response_model=None, responses={
+        200: {"description": "A completion, or with stream: SSE chunks of one, then data: [DONE]."}})
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        jobs = start_jobs(service, body)
+        n = body.n
+        head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
+                "created": int(time.time()), "model": jobs[0].model}
+        prompt_chars = sum(len(job.prompt) for job in jobs)
+        if body.stream:
+            return EventStream(_chunks(request, jobs, body, head, prompt_chars), jobs, service)
+        try:
+            texts = [[""] * n for _ in jobs]
+            reasons: list[list[str]] = [[] for _ in jobs]
+            characters = 0
+            ended = 0
+            async for k, kind, payload in merged_events(request, jobs):
+                if kind == "error":
+                    raise payload
+                if kind == "text":
+                    texts[k] = [t + d for t, d in zip(texts[k], payload["delta"], strict=True)]
+                elif kind == "done":
+                    reasons[k], ended = payload["finish_reasons"], ended + 1
+                    characters += payload["characters"]
+            if ended < len(jobs):  # the client went: nobody reads a reply
+                return JSONResponse({"error": {"message": "the client went away"}}, status_code=499)
+        finally:
+            for job in jobs:
+                service.forget(job)
+        choices = [_choice((job.prompt if body.echo else "") + texts[k][j], k * n + j, reasons[k][j])
+                   for k, job in enumerate(jobs) for j in range(n)]
+        return {**head, "choices": choices, "usage": _usage(prompt_chars, characters)}
+
+
+def _usage(prompt_chars: int, characters: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_chars, "completion_tokens": characters,
+            "total_tokens": prompt_chars + characters}
+
+
+async def _chunks(request: Request, jobs: list[Job], body: Any, head: dict[str, Any],
+                  prompt_chars: int) -> AsyncIterator[str]:
+    """The streamed completion: a chunk per text event and choice, one with each finish reason, [DONE]."""
+    n, characters = body.n, 0
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return sse(None, {**head, "choices": choices, **extra})
+
+    if body.echo:
+        yield chunk([_choice(job.prompt, k * n + j) for k, job in enumerate(jobs) for j in range(n)])
+    async for k, kind, payload in merged_events(request, jobs):
+        if kind == "error":  # after the response began: the error as the last chunk
+            yield sse(None, error_body(payload))
+            return
+        if kind == "text":
+            yield chunk([_choice(d, k * n + j) for j, d in enumerate(payload["delta"]) if d])
+        elif kind == "done":
+            characters += payload["characters"]
+            yield chunk([_choice("", k * n + j, r) for j, r in enumerate(payload["finish_reasons"])])
+    if body.stream_options is not None and body.stream_options.include_usage:
+        yield chunk([], usage=_usage(prompt_chars, characters))
+    yield sse(None, "[DONE]")

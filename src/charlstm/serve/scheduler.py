@@ -1,0 +1,253 @@
+"""One served model's live generations, stepped together (continuous batching).
+
+The scheduler owns a pool of state rows on the model's device, one per slot. Every live
+sample holds one row, and the live rows are kept at the front of the pool, so a step advances
+rows [0, n) in one batched single step (``LSTMStepper.first_rows``) and nothing is gathered or
+concatenated per step. A sample that ends hands its row to the pool's last live sample (one row
+of state copied), so the front stays dense.
+
+Its thread loops, between steps:
+1. admits waiting requests: each prompt is read in a forward pass of its own (never inside the
+   decode batch), and its final state is written into free rows, one per sample;
+2. samples every live row from its logits with that row's own settings and random stream;
+3. hands the characters out, ending rows whose length or stop sequence is reached or whose
+   client has gone: their rows are free for the next admission at once;
+4. steps the rows still live.
+
+A request's text depends only on its prompt, settings and seed, not on what else runs: each
+sample draws from its own generator (``sample_generators``) in noise blocks counted from its
+own first step, exactly as ``charlstm generate`` draws its samples. Other rows in the batch
+could only change float rounding in the matmuls; tests check the texts match alone and amid
+other streams.
+"""
+
+# No ``from __future__ import annotations``: see schemas.py.
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from charlstm.config.sample import SampleConfig
+from charlstm.generation.generators import NOISE_BLOCK
+from charlstm.generation.sampling import draw_noise, filter_logits, sample_generators
+from charlstm.generation.stops import StopMatcher
+from charlstm.model.network import prime
+from charlstm.model.stepper import LSTMStepper, supports_fast_steps
+from charlstm.runs.loading import LoadedModel
+from charlstm.serve.jobs import ApiError, Job, TextOut
+
+log = logging.getLogger(__name__)
+
+@dataclass(eq=False)
+class _Request:
+    """One admitted request: its text on the way out, and how each of its samples ended."""
+
+    out: TextOut
+    rows_left: int
+    finish_reasons: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Row:
+    """One live sample: its request, its settings and random stream, its place in its noise block."""
+
+    request: _Request
+    sample: int
+    config: SampleConfig
+    generator: torch.Generator
+    matcher: StopMatcher
+    filtered: bool  # top-k or top-p: its logits go through filter_logits
+    steps: int = 0  # characters generated
+    offset: int = 0  # the next step's place in its noise block
+    block: int = 0  # the length of its current noise block
+
+
+class Scheduler:
+    """A thread that steps every live generation of one stream model together."""
+
+    def __init__(self, loaded: LoadedModel, rows: int, on_rows_end: Callable[[int], None]):
+        """``rows`` slots; ``on_rows_end(k)`` is called as k rows are freed (to give the slots back)."""
+        model = loaded.model
+        self.loaded, self.model, self.rows, self.on_rows_end = loaded, model, rows, on_rows_end
+        self.device = model.head.weight.device
+        self.vocab_chars = loaded.vocab.chars
+        V = len(self.vocab_chars)
+        with torch.inference_mode():
+            self.state = model.init_state(rows)  # each (L, rows, H)
+        self.stepper = LSTMStepper(model, self.state) if supports_fast_steps(model) else None
+        # (rows, V): each row's next-step logits; the stepper's own buffer, so a step writes them in place.
+        self.logits = self.stepper.logits if self.stepper else torch.zeros(rows, V, device=self.device)
+        self.noise = torch.zeros(rows, NOISE_BLOCK, V, device=self.device)  # each row's noise block
+        self._views: dict[int, LSTMStepper] = {}
+        self.live: list[_Row] = []  # row i of the pool is live[i]
+        self._requests: set[_Request] = set()
+        self._waiting: list[Job] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self.thread = threading.Thread(target=self._loop, name="charlstm-scheduler", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` to join at the next step; its slots are already taken."""
+        with self._cond:
+            if self._closed:
+                raise ApiError(503, "the server is shutting down")
+            self._waiting.append(job)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """End every generation (each gets its done event) and stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self.thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self.live and not self._closed:
+                    self._cond.wait()
+                joining, self._waiting = self._waiting, []
+                closed = self._closed
+            if closed:
+                for job in joining:
+                    job.stop.set()
+                    self._admit(job)
+                for row in self.live:
+                    row.request.out.job.stop.set()
+            else:
+                for job in joining:
+                    self._admit(job)
+            try:
+                self._step()
+            except Exception:  # one bad step must not take every stream of the model with it
+                log.exception("a batched step of %d rows failed", len(self.live))
+                error = ApiError(500, "internal error: the generation failed (see the server log)")
+                for row in self.live:
+                    row.request.out.job.stop.set()
+                    row.request.out.job.emit("error", error)
+                self._end_rows([(i, "cancelled") for i in range(len(self.live))])
+            if closed and not self.live:
+                return
+
+    @torch.inference_mode()
+    def _admit(self, job: Job) -> None:
+        """Read ``job``'s prompt in a pass of its own; one row per sample takes its state."""
+        try:
+            prompt = torch.from_numpy(job.ids)[None, :]  # (1, P)
+            logits, state = prime(self.model, prompt)  # (1, V); each (L, 1, H)
+        except Exception:
+            log.exception("reading a prompt of %d characters failed", len(job.ids))
+            job.emit("error", ApiError(500, "internal error: the generation failed (see the server log)"))
+            job.emit("end", None)
+            self.on_rows_end(job.config.num_samples)
+            return
+        config = job.config
+        request = _Request(TextOut(job), rows_left=config.num_samples)
+        self._requests.add(request)
+        job.emit_start()
+        generators = sample_generators(config.seed, config.num_samples, self.device)
+        for sample, generator in enumerate(generators):
+            i = len(self.live)
+            for pool, own in zip(self.state, state, strict=True):
+                pool[:, i] = own[:, 0]
+            self.logits[i] = logits[0].float()
+            if config.greedy:
+                self.noise[i].zero_()  # argmax of the logits themselves
+            filtered = config.top_k is not None or config.top_p is not None
+            self.live.append(_Row(request, sample, config, generator, StopMatcher(job.stops), filtered))
+        if config.length == 0:
+            first = len(self.live) - config.num_samples
+            self._end_rows([(i, "length") for i in range(first, len(self.live))])
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        """Sample every live row, hand the characters out, end finished rows, step the rest."""
+        n = len(self.live)
+        if n == 0:
+            return
+        for i, row in enumerate(self.live):
+            if row.offset == row.block and not row.config.greedy:  # its next noise block
+                row.block = min(NOISE_BLOCK, row.config.length - row.steps)
+                self.noise[i, : row.block] = draw_noise(row.generator, row.block, 1, self.noise.shape[-1],
+                                                         row.config, self.device)[:, 0]
+                row.offset = 0
+        logits = self.logits[:n]  # (n, V)
+        scores = logits
+        filtered = [i for i, row in enumerate(self.live) if row.filtered]
+        if filtered:
+            scores = logits.clone()
+            for i in filtered:
+                scores[i] = filter_logits(logits[i : i + 1], self.live[i].config)[0]
+        offsets = torch.tensor([row.offset for row in self.live], device=self.device)
+        noise = self.noise[torch.arange(n, device=self.device), offsets]  # (n, V); greedy rows hold zeros
+        ids = (scores - noise).argmax(dim=-1)  # (n,)
+        ended: list[tuple[int, str]] = []
+        chars = self.vocab_chars
+        for i, (row, next_id) in enumerate(zip(self.live, ids.tolist(), strict=True)):
+            row.steps += 1
+            if not row.config.greedy:
+                row.offset += 1
+            shown = row.matcher.feed(chars[next_id])
+            if shown:
+                row.request.out.add(row.sample, shown)
+            if row.matcher.stopped:
+                ended.append((i, "stop"))
+            elif row.request.out.job.stop.is_set():
+                ended.append((i, "cancelled"))
+            elif row.steps >= row.config.length:
+                ended.append((i, "length"))
+        now = time.perf_counter()
+        for request in self._requests:
+            request.out.maybe_flush(now)
+        if ended:
+            self._end_rows(ended, ids)
+        n = len(self.live)
+        if n:
+            self._advance(ids[:n], n)
+
+    def _end_rows(self, ended: list[tuple[int, str]], ids: torch.Tensor | None = None) -> None:
+        """End the rows (index, finish reason): the pool's last live rows move into their places.
+
+        From the highest index down, so the row moved in is never one still to end.
+        """
+        for i, reason in sorted(ended, reverse=True):
+            row = self.live[i]
+            request = row.request
+            held = row.matcher.flush()  # the text held back for a stop sequence that did not come
+            if held:
+                request.out.add(row.sample, held)
+            last = len(self.live) - 1
+            if i != last:
+                for pool in self.state:
+                    pool[:, i] = pool[:, last]
+                self.noise[i] = self.noise[last]
+                if ids is not None:
+                    ids[i] = ids[last]
+                self.live[i] = self.live[last]
+            self.live.pop()
+            self.on_rows_end(1)
+            request.rows_left -= 1
+            request.finish_reasons[row.sample] = reason
+            if request.rows_left == 0:
+                self._requests.discard(request)
+                request.out.finish([request.finish_reasons[k] for k in sorted(request.finish_reasons)])
+                request.out.job.emit("end", None)
+
+    def _advance(self, ids: torch.Tensor, n: int) -> None:
+        """Step rows [0, n) by ``ids`` (n,); their next logits land in ``self.logits[:n]``."""
+        if self.stepper is not None:
+            view = self._views.get(n)
+            if view is None:
+                view = self._views[n] = self.stepper.first_rows(n)
+            view.step(ids)  # into self.logits[:n]
+            return
+        state = tuple(s[:, :n] for s in self.state)
+        logits, new_state = self.model(ids[:, None], state)  # (n, 1, V)
+        for pool, new in zip(self.state, new_state, strict=True):
+            pool[:, :n] = new
+        self.logits[:n] = logits[:, -1].float()
