@@ -1,14 +1,17 @@
-"""Load on `charlstm serve`: K concurrent clients on loopback for a bounded time.
+"""Load on `charlstm serve`: batched against per-request generation, at 1, 16 and 64 streams.
 
-The server runs as its own process (`python -m charlstm serve`), so its memory is measured
-apart from the clients'. K client threads each send requests back to back over one keep-alive
-connection until the time is up; requests started during the warm-up are not counted. Printed:
-requests/s, characters/s, p50/p99 latency, time to first character for streams, errors, and the
-server's resident memory: its peak, and how it moved from the end of the warm-up to the end.
+For each number of streams K, two servers are started in turn, each its own process (so its
+memory is measured apart from the clients'): the batched one (every live stream of the model
+stepped together) and `--no-batching` (a thread per generation, the path before batching).
+K client threads each send streams back to back over one keep-alive connection for the same
+counted time, after an uncounted warm-up; the server has K slots (`--max-concurrent K`).
+Printed per run: characters/s over all streams, time to first character p50 / p99 (from
+sending the request to the first text event), errors and the server's resident memory. Then,
+unless `--soak 0`, one longer run of 16 batched streams shows whether memory grows.
 
-    python bench/serve_load.py                                 # 16 streams for 60 s, a small model
-    python bench/serve_load.py --run runs/alice --duration 5m  # the issue's 5-minute target
-    python bench/serve_load.py --mode mixed --duration 20 --no-write
+    python bench/serve_load.py                          # 1, 16, 64 streams x 30 s each, 5-minute soak
+    python bench/serve_load.py --streams 16 --duration 10 --soak 0 --no-write
+    python bench/serve_load.py --run runs/alice --device cuda
 
 Without --run, a model of the `default` preset's size is trained here for a few steps: serving
 cost depends on the model's size, not on how well it has learnt.
@@ -60,9 +63,11 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
-def start_server(run: Path, port: int, clients: int, log_path: Path) -> subprocess.Popen:
+def start_server(run: Path, port: int, slots: int, log_path: Path, batching: bool,
+                 device: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "charlstm", "-q", "serve", str(run), "--port", str(port),
-               "--max-concurrent", str(clients)]
+               "--max-concurrent", str(slots), "--device", device,
+               "--batching" if batching else "--no-batching"]
     server = subprocess.Popen(command, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -159,15 +164,17 @@ def train_small_model(out: Path, steps: int) -> Path:
     return out
 
 
-def run_load(args: argparse.Namespace, run: Path, log_path: Path) -> dict[str, Any]:
+def run_load(run: Path, log_path: Path, *, streams: int, batching: bool, duration: float, warmup: float,
+             length: int, device: str) -> dict[str, Any]:
+    """One server, ``streams`` stream clients for ``warmup`` + ``duration`` seconds; its figures."""
     port = free_port()
-    server = start_server(run, port, args.clients, log_path)
+    server = start_server(run, port, streams, log_path, batching, device)
     try:
         facts = json.loads(http_get(port, "/v1/model"))
-        body = {"prompt": PROMPT, "length": args.length, "temperature": 0.8}
+        body = {"prompt": PROMPT, "length": length, "temperature": 0.8}
         start = time.perf_counter()
-        count_from, stop_at = start + args.warmup, start + args.warmup + args.duration
-        clients = [Client(port, args.mode, body, count_from, stop_at, i) for i in range(args.clients)]
+        count_from, stop_at = start + warmup, start + warmup + duration
+        clients = [Client(port, "stream", body, count_from, stop_at, i) for i in range(streams)]
         for client in clients:
             client.start()
         samples: list[tuple[float, int]] = []  # (seconds since counting began, server RSS KiB)
@@ -186,32 +193,25 @@ def run_load(args: argparse.Namespace, run: Path, log_path: Path) -> dict[str, A
         server.wait(timeout=30)
     records = [r for c in clients for r in c.records]
     errors = sum((c.errors for c in clients), Counter())
-    latency = [r["latency_s"] for r in records]
-    first = [r["first_char_s"] for r in records if r["kind"] == "stream"]
+    first = [r["first_char_s"] for r in records]
     tail = max(1, len(samples) // 10)  # RSS at the start and end: medians of the first and last tenth
     rss_start = statistics.median(kib for _, kib in samples[:tail]) if samples else 0
     rss_end = statistics.median(kib for _, kib in samples[-tail:]) if samples else 0
-    # RSS swings by tens of MiB as requests come and go; a least-squares slope shows a trend through that.
+    # RSS swings by MiB as requests come and go; a least-squares slope shows a trend through that.
     slope = (statistics.linear_regression([t for t, _ in samples], [kib for _, kib in samples]).slope
              if len(samples) > 2 else float("nan"))
     return {
         "model": {"checkpoint": facts["checkpoint"], "parameters": facts["parameters"],
                   "hidden_size": facts["config"]["model"]["hidden_size"],
                   "num_layers": facts["config"]["model"]["num_layers"]},
-        "settings": {"clients": args.clients, "mode": args.mode, "length": args.length,
-                     "duration_s": args.duration, "warmup_s": args.warmup, "max_concurrent": args.clients},
-        "requests": len(records), "requests_per_s": len(records) / args.duration,
-        "chars_per_s": sum(r["characters"] for r in records) / args.duration,
-        "latency_p50_s": percentile(latency, 50), "latency_p99_s": percentile(latency, 99),
+        "streams": streams, "batching": batching, "duration_s": duration,
+        "requests": len(records), "chars_per_s": sum(r["characters"] for r in records) / duration,
         "first_char_p50_s": percentile(first, 50), "first_char_p99_s": percentile(first, 99),
         "errors": dict(errors), "error_count": sum(errors.values()),
         "server_peak_rss_mib": peak_kib / 1024,
         "server_rss_start_mib": rss_start / 1024, "server_rss_end_mib": rss_end / 1024,
-        "server_rss_min_mib": min(kib for _, kib in samples) / 1024 if samples else 0.0,
-        "server_rss_max_mib": max(kib for _, kib in samples) / 1024 if samples else 0.0,
         "server_rss_slope_mib_per_min": slope * 60 / 1024,
         "load_average_median": statistics.median(loads) if loads else float("nan"),
-        "rss_samples": [(round(t, 1), kib) for t, kib in samples],
     }
 
 
@@ -221,38 +221,59 @@ def http_get(port: int, path: str) -> bytes:
     return connection.getresponse().read()
 
 
-def report(result: dict[str, Any]) -> str:
-    s, m = result["settings"], result["model"]
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
 
-    def ms(seconds: float) -> str:
-        return f"{seconds * 1000:.0f} ms"
 
-    rows = [
-        ["requests", f"{result['requests']:,} ({result['requests_per_s']:.1f}/s)"],
-        ["characters generated per second", f"{result['chars_per_s']:,.0f}"],
-        ["latency p50 / p99 (whole request)",
-         f"{ms(result['latency_p50_s'])} / {ms(result['latency_p99_s'])}"],
-    ]
-    if s["mode"] != "generate":
-        rows.append(["time to first character p50 / p99",
-                     f"{ms(result['first_char_p50_s'])} / {ms(result['first_char_p99_s'])}"])
-    rows += [
-        ["errors", f"{result['error_count']}" + (f" {result['errors']}" if result["errors"] else "")],
-        ["server peak RSS", f"{result['server_peak_rss_mib']:.0f} MiB"],
-        ["server RSS after warm-up -> at the end",
-         f"{result['server_rss_start_mib']:.1f} -> {result['server_rss_end_mib']:.1f} MiB"],
-        ["server RSS range; trend (least squares)",
-         f"{result['server_rss_min_mib']:.0f}-{result['server_rss_max_mib']:.0f} MiB; "
-         f"{result['server_rss_slope_mib_per_min']:+.2f} MiB/min"],
-        ["machine load average during the run (median)", f"{result['load_average_median']:.1f}"],
-    ]
-    what = {"stream": "streams", "generate": "whole-text requests",
-            "mixed": "streams and whole-text requests"}[s["mode"]]
-    intro = (f"{s['clients']} clients on loopback, each sending {what} of {s['length']} characters "
-             f"back to back for {s['duration_s']:g} s (after {s['warmup_s']:g} s of warm-up, not counted); "
-             f"the server (`--max-concurrent {s['max_concurrent']}`, one torch thread) serves a "
-             f"{m['num_layers']} x LSTM({m['hidden_size']}) model, {m['parameters']:,} parameters.")
-    return intro + "\n\n" + _report.markdown_table(["measure", "value"], rows)
+def results_table(results: list[dict[str, Any]]) -> str:
+    rows = [[r["streams"], "batched" if r["batching"] else "per-request (`--no-batching`)",
+             f"{r['chars_per_s']:,.0f}", f"{ms(r['first_char_p50_s'])} / {ms(r['first_char_p99_s'])}",
+             r["error_count"], f"{r['server_peak_rss_mib']:.0f} MiB",
+             f"{r['server_rss_start_mib']:.0f} -> {r['server_rss_end_mib']:.0f} MiB",
+             f"{r['load_average_median']:.1f}"]
+            for r in results]
+    return _report.markdown_table(["streams", "path", "chars/s (all streams)", "first char p50 / p99",
+                                   "errors", "peak RSS", "RSS start -> end", "load avg"], rows)
+
+
+def targets(results: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, each with what this run measured."""
+    by = {(r["streams"], r["batching"]): r["chars_per_s"] for r in results}
+    lines = []
+
+    def check(label: str, value: float, goal: float) -> None:
+        if value != value:  # nan: the other side had no characters
+            lines.append(f"{label}: not measured (a run had no characters) NOT met")
+            return
+        lines.append(f"{label}: {value:.2f}x (target >= {goal:g}x) {'met' if value >= goal else 'NOT met'}")
+
+    for streams, goal in ((16, 3.0), (64, 5.0)):
+        if (streams, True) in by and (streams, False) in by:
+            check(f"{streams} streams, batched / per-request",
+                  ratio(by[streams, True], by[streams, False]), goal)
+    alone = max((by[k] for k in ((1, True), (1, False)) if k in by), default=None)
+    if (16, True) in by and alone:
+        check("16 batched streams / one stream alone (the faster path at 1)", ratio(by[16, True], alone), 2.5)
+    for r in results:
+        if r["streams"] == 16 and r["batching"]:
+            p50 = r["first_char_p50_s"]
+            lines.append(f"first character p50 at 16 batched streams: {ms(p50)} (target < 250 ms) "
+                         f"{'met' if p50 < 0.25 else 'NOT met'}")
+    errors = sum(r["error_count"] for r in results)
+    lines.append(f"errors over every run: {errors} (target 0) {'met' if errors == 0 else 'NOT met'}")
+    return lines
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def soak_lines(r: dict[str, Any]) -> list[str]:
+    return [f"soak: {r['streams']} batched streams for {r['duration_s']:g} s: {r['requests']:,} streams, "
+            f"{r['chars_per_s']:,.0f} chars/s, {r['error_count']} errors; server RSS "
+            f"{r['server_rss_start_mib']:.1f} -> {r['server_rss_end_mib']:.1f} MiB (medians of the first and "
+            f"last tenth), trend {r['server_rss_slope_mib_per_min']:+.2f} MiB/min, peak "
+            f"{r['server_peak_rss_mib']:.0f} MiB"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,35 +281,61 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="run folder or checkpoint to serve (default: train one)")
     parser.add_argument("--train-steps", type=int, default=5, help="steps for the model trained here")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    parser.add_argument("--duration", type=parse_duration, default=60.0,
-                        help="counted load time: seconds, or e.g. 90s, 5m (default 60)")
+    parser.add_argument("--streams", default="1,16,64", help="concurrent streams, comma-separated")
+    parser.add_argument("--duration", type=parse_duration, default=30.0,
+                        help="counted time per run: seconds, or e.g. 90s, 5m (default 30)")
     parser.add_argument("--warmup", type=parse_duration, default=5.0, help="uncounted lead-in (default 5)")
-    parser.add_argument("--mode", choices=["stream", "generate", "mixed"], default="stream")
-    parser.add_argument("--length", type=int, default=200, help="characters per request (default 200)")
+    parser.add_argument("--soak", type=parse_duration_or_zero, default=300.0,
+                        help="then 16 batched streams this long, for memory (0: none; default 5m)")
+    parser.add_argument("--length", type=int, default=200, help="characters per stream (default 200)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch docs/benchmarks.md or bench/results/")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.length < 1:
-        parser.error("--clients and --length must be at least 1")
+    counts = [int(k) for k in args.streams.split(",")]
+    if min(counts) < 1 or args.length < 1:
+        parser.error("--streams and --length must be at least 1")
 
+    results, soak = [], None
     with tempfile.TemporaryDirectory(prefix="charlstm-serve-load-") as tmp:
         run = args.run or train_small_model(Path(tmp) / "run", args.train_steps)
-        print(f"{args.clients} clients, {args.mode}, {args.duration:g} s (+{args.warmup:g} s warm-up) ...",
-              flush=True)
-        result = run_load(args, run, Path(tmp) / "server.log")
-    markdown = report(result)
+        for i, streams in enumerate(counts):
+            order = (False, True) if i % 2 == 0 else (True, False)  # neither path always goes first
+            for batching in order:
+                print(f"{streams} streams, {'batched' if batching else 'per-request'}, {args.duration:g} s "
+                      f"(+{args.warmup:g} s warm-up) ...", flush=True)
+                results.append(run_load(run, Path(tmp) / "server.log", streams=streams, batching=batching,
+                                        duration=args.duration, warmup=args.warmup, length=args.length,
+                                        device=args.device))
+                r = results[-1]
+                print(f"  {r['chars_per_s']:,.0f} chars/s, first char p50 {ms(r['first_char_p50_s'])}, "
+                      f"errors {r['errors'] or 0}", flush=True)
+        if args.soak:
+            print(f"soak: 16 batched streams, {args.soak:g} s ...", flush=True)
+            soak = run_load(run, Path(tmp) / "server.log", streams=16, batching=True, duration=args.soak,
+                            warmup=args.warmup, length=args.length, device=args.device)
+    m = results[0]["model"]
+    intro = (f"K clients on loopback, each sending streams of {args.length} characters back to back for "
+             f"{args.duration:g} s (after {args.warmup:g} s of warm-up, not counted), against a server with "
+             f"K slots (`--max-concurrent K`, device {args.device}) serving a {m['num_layers']} x "
+             f"LSTM({m['hidden_size']}) model, {m['parameters']:,} parameters; each row is its own server "
+             "process, batched and per-request alternating which goes first. Characters/s counts every "
+             "stream's characters over the counted time; the first character is timed at the client, from "
+             "sending the request to the first text event.")
+    notes = targets(results) + (soak_lines(soak) if soak else [])
+    markdown = intro + "\n\n" + results_table(results) + "\n\n" + _report.bullets(notes)
     print("\n" + markdown)
     if args.no_write:
         return
     info = _report.machine_info()
-    target = ("Target (issue): no errors and no memory growth over 5 minutes of 16 concurrent streams"
-              + ("." if args.duration >= 300 else
-                 f"; this run is {args.duration:g} s, on a CPU shared with other work: "
-                 "`--duration 5m` checks the whole target."))
-    section = _report.section_markdown("Serving under load (`bench/serve_load.py`)", info, [markdown, target])
-    data = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **result}
+    section = _report.section_markdown("Serving under load (`bench/serve_load.py`)", info, [markdown])
+    data = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
+            "soak": soak}
     _report.record("serve_load", section, data)
+
+
+def parse_duration_or_zero(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0s") else parse_duration(text)
 
 
 if __name__ == "__main__":

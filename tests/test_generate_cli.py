@@ -93,3 +93,26 @@ def test_a_bad_prompt_file_is_one_error_line(run, tmp_path, content, exit_code, 
 
 def test_a_folder_as_prompt_file_is_one_error_line(run, tmp_path):
     assert_one_error(invoke("generate", run, "--prompt-file", tmp_path, "--length", "5"), 3, "cannot read")
+
+
+def test_stop_ends_the_printed_text_before_the_stop_sequence(run):
+    full = invoke("generate", run, "--prompt", "the ", "--length", "200", "--seed", "4")
+    continuation = full.stdout[len("the "):].rstrip("\n")
+    stop = continuation[60:63]
+    stopped = invoke("generate", run, "--prompt", "the ", "--length", "200", "--seed", "4", "--stop", stop)
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.stdout == "the " + continuation[: continuation.index(stop)] + "\n"
+    assert "finished at a stop sequence" in stopped.stderr
+
+
+def test_stop_with_several_samples_marks_the_ones_it_ended(run):
+    args = ("generate", run, "--prompt", "the ", "--length", "120", "--seed", "4", "--num-samples", "2")
+    full = invoke(*args).stdout
+    first = full.split("--- sample 2 ---")[0].removeprefix("--- sample 1 ---\nthe ").rstrip("\n")
+    stopped = invoke(*args, "--stop", first[30:33]).stdout
+    assert stopped.startswith("--- sample 1 (finished at a stop sequence) ---\nthe "
+                              + first[: first.index(first[30:33])] + "\n")
+
+
+def test_a_bad_stop_is_one_error(run):
+    assert_one_error(invoke("generate", run, "--stop", ""), 2, "stop sequence")

@@ -16,6 +16,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from _runs import train_window_run, write_text
 from _serving import SlowSteps, running_server, tiny_run, wait_until
 from charlstm.cli import app as cli_module
 from charlstm.errors import ConfigError
@@ -317,7 +318,9 @@ def test_cli_serve_passes_models_limits_and_a_loopback_default(monkeypatch, run_
     models, limits, options = calls[0]
     assert models == {"tiny": run_dir, "two": run_dir}
     assert limits == ServeLimits(max_length=50, max_concurrent=3)
-    assert options["host"] == "127.0.0.1" and options["port"] == 8000
+    assert options["host"] == "127.0.0.1" and options["port"] == 8000 and options["batching"] is True
+    CliRunner().invoke(cli_module.app, ["serve", str(run_dir), "--no-batching"])
+    assert calls[1][2]["batching"] is False
 
 
 @pytest.mark.parametrize(("args", "code"), [
@@ -393,3 +396,22 @@ def test_a_port_in_use_is_its_own_exit_code_and_one_line(run_dir):
     assert result.exit_code == 6, result.output
     assert result.output.count("charlstm: error:") == 1 and "Traceback" not in result.output
     assert f"127.0.0.1:{port}" in result.output
+
+
+def test_the_per_request_path_gives_the_batched_path_s_text(client, run_dir):
+    request = {"prompt": "the ", "length": 80, "seed": 6, "num_samples": 2, "temperature": 0.9, "stop": "e t"}
+    with TestClient(create_app({"tiny": run_dir}, LIMITS, batching=False)) as alone:
+        assert alone.app.state.service.models["tiny"].scheduler is None
+        per_request = alone.post("/v1/generate", json=request).json()
+    batched = client.post("/v1/generate", json=request).json()
+    assert per_request["texts"] == batched["texts"]
+    assert per_request["finish_reasons"] == batched["finish_reasons"]
+
+
+def test_a_window_model_is_served_on_the_per_request_path(tmp_path):
+    run = train_window_run(tmp_path / "window", write_text(tmp_path / "t.txt"))
+    with TestClient(create_app({"w": run}, LIMITS)) as local:
+        assert local.app.state.service.models["w"].scheduler is None
+        request = {"prompt": "the rabbit and the ", "length": 30, "seed": 2}
+        body = local.post("/v1/generate", json=request).json()
+    assert body["texts"] == generate_text(load_model(run), **request)

@@ -85,8 +85,12 @@ def serve(
     max_prompt_chars: Annotated[int | None, typer.Option(help="Longest prompt accepted.")] = None,
     max_length: Annotated[int | None, typer.Option(help="Most new characters per sample.")] = None,
     max_num_samples: Annotated[int | None, typer.Option(help="Most samples per request.")] = None,
-    max_concurrent: Annotated[int | None, typer.Option(help="Generations at once; more get 503.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(
+        help="Samples generating at once (the slots); more get 503.")] = None,
     device: Annotated[str, typer.Option()] = "cpu",
+    batching: Annotated[bool, typer.Option(
+        help="Step every live stream of a model together; --no-batching gives each generation a "
+             "thread of its own (the old path, for comparison).")] = True,
 ) -> None:
     """Serve models over HTTP: a JSON API, streamed generation and a web page (the serve extra)."""
     # The optional extra, imported only here; without it the import raises a CharLSTMError saying so.
@@ -98,4 +102,4 @@ def serve(
     models = serving.model_paths(run, model or [])
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     serving.run_server(models, serving.ServeLimits(**{k: v for k, v in limits.items() if v is not None}),
-                       host=host, port=port, device=device, log_level=log_level)
+                       host=host, port=port, device=device, log_level=log_level, batching=batching)

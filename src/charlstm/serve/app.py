@@ -107,15 +107,16 @@ async def collect(request: Request, job: Job) -> tuple[dict[str, Any], list[str]
     start: dict[str, Any] = {}
     texts = [""] * job.config.num_samples
     try:
-        async for _, kind, payload in merged_events(request, [job]):
-            if kind == "error":
-                raise payload
-            if kind == "start":
-                start = payload
-            elif kind == "text":
-                texts = [t + d for t, d in zip(texts, payload["delta"], strict=True)]
-            elif kind == "done":
-                return start, texts, payload
+        async for batch in merged_events(request, [job]):
+            for _, kind, payload in batch:
+                if kind == "error":
+                    raise payload
+                if kind == "start":
+                    start = payload
+                elif kind == "text":
+                    texts = [t + d for t, d in zip(texts, payload["delta"], strict=True)]
+                elif kind == "done":
+                    return start, texts, payload
         return None
     finally:
         request.app.state.service.forget(job)
@@ -231,8 +232,8 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
 
         async def body_events() -> AsyncIterator[str]:
             yield sse(*first)
-            async for _, kind, payload in merged_events(request, [job]):
-                yield sse(kind, payload)
+            async for batch in merged_events(request, [job]):
+                yield "".join(sse(kind, payload) for _, kind, payload in batch)
 
         return EventStream(body_events(), [job], service)
 
@@ -252,14 +253,17 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run_server(models: Mapping[str, str | Path], limits: ServeLimits | None = None, *,
                host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-               log_level: str = "info", torch_threads: int | None = 1, batching: bool = True) -> None:
-    """Serve ``models`` until interrupted; ``torch_threads=None`` keeps torch's own thread count.
+               log_level: str = "info", torch_threads: int | None = None, batching: bool = True) -> None:
+    """Serve ``models`` until interrupted.
 
-    One torch thread by default: a generation is a chain of tiny single-step ops, which gain
-    little from intra-op threads, and the threads of several generations at once fight over the
-    cores (measured: the first requests ran 10-50x slower with two threads on a busy two-core
-    machine).
+    ``torch_threads`` None chooses: with batching, torch keeps its own count and each
+    scheduler steps a small batch on one thread and a big one on all; without, one thread,
+    as a generation per thread is a chain of tiny ops and the threads of several generations
+    fight over the cores (measured: the first requests ran 10-50x slower with two threads on
+    a busy two-core machine).
     """
+    if torch_threads is None and not batching:
+        torch_threads = 1
     if torch_threads is not None:
         import torch
 

@@ -29,34 +29,52 @@ def sse(kind: str | None, payload: Any) -> str:
     return (f"event: {kind}\n" if kind else "") + f"data: {data}\n\n"
 
 
-async def merged_events(request: Request, jobs: list[Job]) -> AsyncIterator[tuple[int, str, Any]]:
-    """The events of ``jobs`` as they come, as (job index, kind, payload), until every one has ended.
+async def merged_events(request: Request, jobs: list[Job]) -> AsyncIterator[list[tuple[int, str, Any]]]:
+    """The events of ``jobs`` as they come, in batches of (job index, kind, payload), until each has ended.
 
-    ``end`` itself is not passed on. Stops early, quietly, if the client goes.
+    A batch is everything that had arrived when the loop woke, so a busy server wakes and
+    writes less. ``end`` itself is not passed on. Stops early, quietly, if the client goes.
     """
-    getters: dict[asyncio.Future, int] = {}
     loop = asyncio.get_running_loop()
     checked = loop.time()
+    live = list(range(len(jobs)))
+    while live:
+        batch: list[tuple[int, str, Any]] = []
+        for k in list(live):
+            job = jobs[k]
+            while not job.queue.empty():
+                kind, payload = job.queue.get_nowait()
+                if kind == "end":
+                    live.remove(k)
+                    break
+                batch.append((k, kind, payload))
+            job.ready.clear()
+        if batch:
+            yield batch
+        elif live:
+            await _any_ready([jobs[k] for k in live])
+        # Also while events keep coming: a whole request's client may go at any time.
+        if loop.time() - checked >= DISCONNECT_POLL_S:
+            checked = loop.time()
+            if await request.is_disconnected():
+                return
+
+
+async def _any_ready(jobs: list[Job]) -> None:
+    """Until one of ``jobs`` has an event waiting, or DISCONNECT_POLL_S has passed."""
+    if len(jobs) == 1:  # the common case, without a task per wait
+        try:
+            async with asyncio.timeout(DISCONNECT_POLL_S):
+                await jobs[0].ready.wait()
+        except TimeoutError:
+            pass
+        return
+    waiters = [asyncio.ensure_future(job.ready.wait()) for job in jobs]
     try:
-        for k, job in enumerate(jobs):
-            getters[asyncio.ensure_future(job.queue.get())] = k
-        while getters:
-            done, _ = await asyncio.wait(getters, timeout=DISCONNECT_POLL_S,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            # Also while events keep coming: a whole request's client may go at any time.
-            if loop.time() - checked >= DISCONNECT_POLL_S:
-                checked = loop.time()
-                if await request.is_disconnected():
-                    return
-            for task in sorted(done, key=getters.get):  # two jobs' events in a fixed order
-                k = getters.pop(task)
-                kind, payload = task.result()
-                if kind != "end":
-                    getters[asyncio.ensure_future(jobs[k].queue.get())] = k
-                    yield k, kind, payload
+        await asyncio.wait(waiters, timeout=DISCONNECT_POLL_S, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in getters:
-            task.cancel()
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def first_event(job: Job, service: Service) -> tuple[str, Any]:

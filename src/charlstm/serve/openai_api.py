@@ -176,14 +176,15 @@ def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
             reasons: list[list[str]] = [[] for _ in jobs]
             characters = 0
             ended = 0
-            async for k, kind, payload in merged_events(request, jobs):
-                if kind == "error":
-                    raise payload
-                if kind == "text":
-                    texts[k] = [t + d for t, d in zip(texts[k], payload["delta"], strict=True)]
-                elif kind == "done":
-                    reasons[k], ended = payload["finish_reasons"], ended + 1
-                    characters += payload["characters"]
+            async for batch in merged_events(request, jobs):
+                for k, kind, payload in batch:
+                    if kind == "error":
+                        raise payload
+                    if kind == "text":
+                        texts[k] = [t + d for t, d in zip(texts[k], payload["delta"], strict=True)]
+                    elif kind == "done":
+                        reasons[k], ended = payload["finish_reasons"], ended + 1
+                        characters += payload["characters"]
             if ended < len(jobs):  # the client went: nobody reads a reply
                 return JSONResponse({"error": {"message": "the client went away"}}, status_code=499)
         finally:
@@ -209,15 +210,19 @@ async def _chunks(request: Request, jobs: list[Job], body: Any, head: dict[str, 
 
     if body.echo:
         yield chunk([_choice(job.prompt, k * n + j) for k, job in enumerate(jobs) for j in range(n)])
-    async for k, kind, payload in merged_events(request, jobs):
-        if kind == "error":  # after the response began: the error as the last chunk
-            yield sse(None, error_body(payload))
-            return
-        if kind == "text":
-            yield chunk([_choice(d, k * n + j) for j, d in enumerate(payload["delta"]) if d])
-        elif kind == "done":
-            characters += payload["characters"]
-            yield chunk([_choice("", k * n + j, r) for j, r in enumerate(payload["finish_reasons"])])
+    async for batch in merged_events(request, jobs):
+        out = []
+        for k, kind, payload in batch:
+            if kind == "error":  # after the response began: the error as the last chunk
+                yield "".join(out) + sse(None, error_body(payload))
+                return
+            if kind == "text":
+                out.append(chunk([_choice(d, k * n + j) for j, d in enumerate(payload["delta"]) if d]))
+            elif kind == "done":
+                characters += payload["characters"]
+                reasons = payload["finish_reasons"]
+                out.append(chunk([_choice("", k * n + j, r) for j, r in enumerate(reasons)]))
+        yield "".join(out)
     if body.stream_options is not None and body.stream_options.include_usage:
         yield chunk([], usage=_usage(prompt_chars, characters))
     yield sse(None, "[DONE]")

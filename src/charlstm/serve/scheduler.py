@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 import torch
 
 from charlstm.config.sample import SampleConfig
-from charlstm.generation.generators import NOISE_BLOCK
+from charlstm.generation.generators import NOISE_BLOCK, SMALL_STEP
 from charlstm.generation.sampling import draw_noise, filter_logits, sample_generators
 from charlstm.generation.stops import StopMatcher
 from charlstm.model.network import prime
 from charlstm.model.stepper import LSTMStepper, supports_fast_steps
 from charlstm.runs.loading import LoadedModel
-from charlstm.serve.jobs import ApiError, Job, TextOut
+from charlstm.serve.jobs import ApiError, Job, Outbox, TextOut
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,12 @@ class Scheduler:
         self.logits = self.stepper.logits if self.stepper else torch.zeros(rows, V, device=self.device)
         self.noise = torch.zeros(rows, NOISE_BLOCK, V, device=self.device)  # each row's noise block
         self._views: dict[int, LSTMStepper] = {}
+        self.max_threads = torch.get_num_threads()  # for a big batch; a small one steps on one
+        self.hidden_size = model.config.hidden_size
         self.live: list[_Row] = []  # row i of the pool is live[i]
         self._requests: set[_Request] = set()
         self._waiting: list[Job] = []
+        self.outbox = Outbox()  # every job's events, sent once a loop
         self._cond = threading.Condition()
         self._closed = False
         self.thread = threading.Thread(target=self._loop, name="charlstm-scheduler", daemon=True)
@@ -131,12 +134,14 @@ class Scheduler:
                     row.request.out.job.stop.set()
                     row.request.out.job.emit("error", error)
                 self._end_rows([(i, "cancelled") for i in range(len(self.live))])
+            self.outbox.send()
             if closed and not self.live:
                 return
 
     @torch.inference_mode()
     def _admit(self, job: Job) -> None:
         """Read ``job``'s prompt in a pass of its own; one row per sample takes its state."""
+        job.outbox = self.outbox
         try:
             prompt = torch.from_numpy(job.ids)[None, :]  # (1, P)
             logits, state = prime(self.model, prompt)  # (1, V); each (L, 1, H)
@@ -240,6 +245,11 @@ class Scheduler:
 
     def _advance(self, ids: torch.Tensor, n: int) -> None:
         """Step rows [0, n) by ``ids`` (n,); their next logits land in ``self.logits[:n]``."""
+        # A few rows are a few microseconds of work per op, which threads only slow down; many
+        # rows gain from every core (measured on 2 cores: 64 rows of 2 x 512 step 1.6x faster).
+        threads = 1 if n * self.hidden_size <= SMALL_STEP else self.max_threads
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         if self.stepper is not None:
             view = self._views.get(n)
             if view is None:
