@@ -46,15 +46,34 @@ def _next_attempt(text: Path, run: Path, steps: int = STEPS) -> list[object]:
     return ["train", text, "--out", run, "--max-steps", steps, *TINY]
 
 
+def _metrics_size(run: Path) -> int:
+    path = run / METRICS_FILE
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _wait_for_new_metrics(run: Path, size: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _metrics_size(run) <= size:
+        assert proc.poll() is None, "training ended before it was killed"
+        assert time.monotonic() < deadline, "training logged nothing in two minutes"
+        time.sleep(0.05)
+
+
 def test_kills_at_random_moments_leave_a_run_that_always_carries_on(tmp_path):
     text = write_text(tmp_path / "t.txt", words=800)
     run = tmp_path / "run"
     rng = random.Random(1234)
     states = set()
-    for _ in range(8):
+    for round_ in range(8):
         states.add("steps" if (run / LAST).is_file() else "no checkpoint" if run.exists() else "nothing")
+        logged = _metrics_size(run)
         proc = _charlstm(*_next_attempt(text, run))
-        time.sleep(rng.uniform(0.5, 3.5))  # start-up (the torch import) takes about 1-2 s
+        if round_ % 2:
+            # Every other kill lands once this attempt trains, however slow the machine's start-up.
+            _wait_for_new_metrics(run, logged, proc)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            time.sleep(rng.uniform(0.5, 3.5))  # start-up (the torch import) takes about 1-2 s
         proc.send_signal(signal.SIGKILL)
         output, _ = proc.communicate()
         assert "Traceback" not in output, output
