@@ -13,7 +13,7 @@ from charlstm.config.choices import InputEncoding
 from charlstm.config.model import ModelConfig
 from charlstm.errors import ConfigError
 from charlstm.model.loss import char_loss
-from charlstm.model.network import CELLS, CharLSTM, detach_state
+from charlstm.model.network import CELLS, CharLSTM, detach_state, prime, prime_many
 from charlstm.presets import PRESETS
 
 V = 11
@@ -65,6 +65,33 @@ def test_state_carried_across_two_calls_equals_one_long_call(cell, encoding):
     with torch.no_grad():
         fresh, _ = model(ids[:, 5:])
     assert not torch.allclose(fresh, second, atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("chunk", [4096, 5])  # 5: several chunks, rows leaving the batch as their prompts end
+def test_prompts_read_together_each_end_where_read_alone(cell, chunk):
+    model = _model(cell=cell).eval()
+    lengths = [7, 30, 1, 30, 12]  # unsorted, one tie, one of a single character
+    prompts = [_ids(1, n, seed=n + k)[0] for k, n in enumerate(lengths)]
+    logits, state = prime_many(model, prompts, chunk=chunk)
+    assert logits.shape == (len(prompts), V) and all(s.shape == (2, len(prompts), 16) for s in state)
+    for k, prompt in enumerate(prompts):  # in the order given, each its own prompt's end
+        alone_logits, alone_state = prime(model, prompt[None, :])
+        assert torch.allclose(logits[k], alone_logits[0], atol=1e-5)
+        assert all(torch.allclose(a[:, k], b[:, 0], atol=1e-5)
+                   for a, b in zip(state, alone_state, strict=True))
+
+
+def test_one_prompt_read_together_is_prime_itself_and_an_own_cell_reads_each_alone():
+    model = _model().eval()
+    prompt = _ids(1, 9)[0]
+    assert torch.equal(prime_many(model, [prompt])[0], prime(model, prompt[None, :])[0])
+    hard = _model(gate_activation="hard_sigmoid").eval()  # ActivationLSTM takes no packed sequence
+    prompts = [_ids(1, 4)[0], _ids(1, 9, seed=2)[0]]
+    logits, _ = prime_many(hard, prompts)
+    assert torch.equal(logits[1], prime(hard, prompts[1][None, :])[0][0])
+    with pytest.raises(ValueError, match="at least one id"):
+        prime_many(model, [prompt, prompt[:0]])
 
 
 def test_logits_are_raw_scores_not_probabilities():

@@ -14,6 +14,7 @@ from charlstm.config.sample import SampleConfig
 from charlstm.generation.generators import generate_text, prompt_ids
 from charlstm.generation.stops import cut_at_stop
 from charlstm.runs.loading import LoadedModel, load_model
+from charlstm.serve import scheduler as scheduler_module
 from charlstm.serve.jobs import ApiError, Job, Slots
 from charlstm.serve.scheduler import Scheduler
 
@@ -39,12 +40,24 @@ async def run_job(scheduler: Scheduler, slots: Slots, loaded: LoadedModel, promp
                   **settings) -> tuple[list[str], dict]:
     """Submit one request after ``delay`` seconds; its texts and done event."""
     await asyncio.sleep(delay)
+    job = start_job(scheduler, slots, loaded, prompt, stops=stops, **settings)
+    return await read_job(job, cancel_after)
+
+
+def start_job(scheduler: Scheduler, slots: Slots, loaded: LoadedModel, prompt: str, *,
+              stops: tuple[str, ...] = (), **settings) -> Job:
+    """On a running event loop: take the slots and submit the request (seed 1, length 60 unless given)."""
     config = SampleConfig(**{"seed": 1, "length": 60, **settings})
     text, ids = prompt_ids(loaded, prompt, config, config.seed)
     job = Job(asyncio.get_running_loop(), "m", text, ids, config, stops)
     assert slots.take(config.num_samples)
     scheduler.submit(job)
-    texts, done = [""] * config.num_samples, {}
+    return job
+
+
+async def read_job(job: Job, cancel_after: int | None = None) -> tuple[list[str], dict]:
+    """A submitted job's texts and done event; ``cancel_after`` characters: stop it then."""
+    texts, done = [""] * job.config.num_samples, {}
     while (event := await job.queue.get())[0] != "end":
         kind, payload = event
         if kind == "text":
@@ -75,6 +88,34 @@ def test_a_sample_is_the_library_s_text_alone_and_amid_streams_joining_and_leavi
     for k, (texts, done) in enumerate(others):  # each of the others is its own library text too
         assert texts == generate_text(loaded, "and ", seed=k, length=20 + 13 * k)
         assert done["finish_reasons"] == ["length"]
+    assert slots.used == 0 and not scheduler.live
+
+
+def test_prompts_that_arrive_together_are_read_in_one_batch_and_each_gives_its_own_text(pool, loaded,
+                                                                                         monkeypatch):
+    scheduler, slots = pool
+    batches: list[list[int]] = []
+    real = scheduler_module.prime_many
+
+    def counting(model, prompts, **kwargs):
+        batches.append([len(p) for p in prompts])
+        return real(model, prompts, **kwargs)
+
+    monkeypatch.setattr(scheduler_module, "prime_many", counting)
+    requests = [("the ", {"seed": 3}), ("and so she went on ", {"seed": 4, "num_samples": 2}),
+                ("a", {"seed": 5, "top_k": 4}), ("the ", {"seed": 6, "length": 25})]
+
+    async def main():
+        with scheduler._cond:  # held: the scheduler takes all four at its next look
+            jobs = [start_job(scheduler, slots, loaded, prompt, **settings) for prompt, settings in requests]
+        return await asyncio.gather(*[read_job(job) for job in jobs])
+
+    results = asyncio.run(main())
+    assert batches == [[4, 19, 1, 4]]  # one pass for the four prompts, of three lengths
+    # Read in a batch, a prompt's state matches its reading alone to float rounding (prime_many's
+    # tests bound it); at this size no draw lands that close to a boundary, so the texts are equal.
+    for (prompt, settings), (texts, _) in zip(requests, results, strict=True):
+        assert texts == generate_text(loaded, prompt, **{"seed": 1, "length": 60, **settings})
     assert slots.used == 0 and not scheduler.live
 
 

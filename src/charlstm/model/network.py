@@ -15,9 +15,12 @@ back in to continue the sequence where it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 from charlstm.config.model import ModelConfig
 from charlstm.errors import ConfigError
@@ -160,3 +163,46 @@ def prime(model: CharLSTM, ids: torch.Tensor, state: State | None = None, *,
     for start in range(0, ids.shape[1], chunk):
         logits, state = model(ids[:, start : start + chunk].to(device), state)  # (B, <=chunk, V)
     return logits[:, -1], state
+
+
+@torch.no_grad()
+def prime_many(model: CharLSTM, prompts: Sequence[torch.Tensor], *,
+               chunk: int = PRIME_CHUNK) -> tuple[torch.Tensor, State]:
+    """Read prompts (each (P_i,) ids, any lengths) in one batch: last logits (N, V), state each (L, N, H).
+
+    Rows come back in the order given. One prompt is ``prime`` itself. Several are read longest
+    first, each chunk of columns as a packed sequence of the rows still going, so a row's state
+    is its own prompt's end, never padding's; a chunk holds about ``chunk`` characters in all.
+    Batched, the matmuls round differently from one row alone: the logits agree with
+    ``prime``'s to float rounding (about 1e-8 for the 2 x 512 model), not bit for bit.
+    """
+    if not prompts or min(len(p) for p in prompts) == 0 or chunk < 1:
+        raise ValueError("prime_many needs prompts of at least one id and a positive chunk")
+    if len(prompts) == 1:
+        return prime(model, prompts[0][None, :], chunk=chunk)
+    if type(model.rnn) not in CELLS.values():  # a cell of our own takes no packed sequence
+        reads = [prime(model, p[None, :], chunk=chunk) for p in prompts]
+        return (torch.cat([logits for logits, _ in reads]),
+                tuple(torch.cat(parts, dim=1) for parts in zip(*(state for _, state in reads), strict=True)))
+    device = model.head.weight.device
+    lengths = torch.tensor([len(p) for p in prompts])
+    order = torch.argsort(lengths, descending=True, stable=True)
+    ids = pad_sequence([prompts[i] for i in order.tolist()], batch_first=True)  # (N, P_max), longest first
+    lengths = lengths[order]
+    state = model.init_state(len(prompts), device)  # each (L, N, H)
+    chunk = max(1, chunk // len(prompts))  # columns per call
+    for start in range(0, ids.shape[1], chunk):
+        k = int((lengths > start).sum())  # the rows still going: a prefix, since sorted
+        steps = (lengths[:k] - start).clamp(max=chunk)
+        x = model.encode_inputs(ids[:k, start : start + chunk].to(device))  # (k, <=chunk, E)
+        part = tuple(s[:, :k] for s in state)
+        _, new = model.rnn(pack_padded_sequence(x, steps, batch_first=True),
+                           part if model.config.cell == "lstm" else part[0])
+        for s, n in zip(state, new if isinstance(new, tuple) else (new,), strict=True):
+            s[:, :k] = n
+    # The last layer's h is its output at each row's own last step (dropout is off in eval).
+    logits = model.head(state[0][-1])  # (N, V)
+    back = torch.empty_like(order)
+    back[order] = torch.arange(len(order))
+    back = back.to(device)
+    return logits[back], tuple(s[:, back] for s in state)
