@@ -208,7 +208,7 @@ def run_load(run: Path, log_path: Path, *, streams: int, batching: bool, duratio
         "model": {"checkpoint": facts["checkpoint"], "parameters": facts["parameters"],
                   "hidden_size": facts["config"]["model"]["hidden_size"],
                   "num_layers": facts["config"]["model"]["num_layers"]},
-        "streams": streams, "batching": batching, "duration_s": duration,
+        "streams": streams, "batching": batching, "duration_s": duration, "warmup_s": warmup,
         # Characters as they arrive inside the counted time, so the streams under way when it
         # starts and ends count for what they delivered in it (whole streams would count in steps
         # of K x length characters: a wave of 64 streams is 1-2 s).
@@ -219,6 +219,10 @@ def run_load(run: Path, log_path: Path, *, streams: int, batching: bool, duratio
         "server_peak_rss_mib": peak_kib / 1024,
         "server_rss_start_mib": rss_start / 1024, "server_rss_end_mib": rss_end / 1024,
         "server_rss_slope_mib_per_min": slope * 60 / 1024,
+        # Whether a rise levels off (an allocator settling) or goes on (a leak): each minute's median.
+        "server_rss_by_minute_mib": [
+            statistics.median(kib for t, kib in samples if m * 60 <= t < (m + 1) * 60) / 1024
+            for m in range(int(duration // 60))],
         "load_average_median": statistics.median(loads) if loads else float("nan"),
     }
 
@@ -277,11 +281,13 @@ def ratio(a: float, b: float) -> float:
 
 
 def soak_lines(r: dict[str, Any]) -> list[str]:
-    return [f"soak: {r['streams']} batched streams for {r['duration_s']:g} s: {r['requests']:,} streams, "
+    return [f"soak: {r['streams']} batched streams for {r['duration_s']:g} s after {r['warmup_s']:g} s of "
+            f"warm-up: {r['requests']:,} streams, "
             f"{r['chars_per_s']:,.0f} chars/s, {r['error_count']} errors; server RSS "
             f"{r['server_rss_start_mib']:.1f} -> {r['server_rss_end_mib']:.1f} MiB (medians of the first and "
             f"last tenth), trend {r['server_rss_slope_mib_per_min']:+.2f} MiB/min, peak "
-            f"{r['server_peak_rss_mib']:.0f} MiB"]
+            f"{r['server_peak_rss_mib']:.0f} MiB; by minute "
+            + ", ".join(f"{mib:.1f}" for mib in r["server_rss_by_minute_mib"]) + " MiB"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=parse_duration, default=5.0, help="uncounted lead-in (default 5)")
     parser.add_argument("--soak", type=parse_duration_or_zero, default=300.0,
                         help="then 16 batched streams this long, for memory (0: none; default 5m)")
+    parser.add_argument("--soak-warmup", type=parse_duration, default=60.0,
+                        help="the soak's uncounted lead-in (default 1m: the allocator settles in the first "
+                             "minute, about +6 MiB, then stays flat)")
     parser.add_argument("--length", type=int, default=200, help="characters per stream (default 200)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-write", action="store_true",
@@ -319,9 +328,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {r['chars_per_s']:,.0f} chars/s, first char p50 {ms(r['first_char_p50_s'])}, "
                       f"errors {r['errors'] or 0}", flush=True)
         if args.soak:
-            print(f"soak: 16 batched streams, {args.soak:g} s ...", flush=True)
+            print(f"soak: 16 batched streams, {args.soak:g} s (+{args.soak_warmup:g} s warm-up) ...",
+                  flush=True)
             soak = run_load(run, Path(tmp) / "server.log", streams=16, batching=True, duration=args.soak,
-                            warmup=args.warmup, length=args.length, device=args.device)
+                            warmup=args.soak_warmup, length=args.length, device=args.device)
     m = results[0]["model"]
     intro = (f"K clients on loopback, each sending streams of {args.length} characters back to back for "
              f"{args.duration:g} s (after {args.warmup:g} s of warm-up, not counted), against a server with "

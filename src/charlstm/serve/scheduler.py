@@ -85,7 +85,10 @@ class Scheduler:
         self.stepper = LSTMStepper(model, self.state) if supports_fast_steps(model) else None
         # (rows, V): each row's next-step logits; the stepper's own buffer, so a step writes them in place.
         self.logits = self.stepper.logits if self.stepper else torch.zeros(rows, V, device=self.device)
-        self.noise = torch.zeros(rows, NOISE_BLOCK, V, device=self.device)  # each row's noise block
+        # Each row's noise block, as a ring: every row reads column ``tick`` at a step, so a step
+        # takes one view for all rows rather than gathering each row's place in its own block.
+        self.noise = torch.zeros(rows, NOISE_BLOCK, V, device=self.device)
+        self.tick = 0
         self._views: dict[int, LSTMStepper] = {}
         self.max_threads = torch.get_num_threads()  # for a big batch; a small one steps on one
         self.hidden_size = model.config.hidden_size
@@ -114,6 +117,10 @@ class Scheduler:
         self.thread.join(timeout=10)
 
     def _loop(self) -> None:
+        with torch.inference_mode():  # once: entering it per step costs as much as a small op
+            self._serve()
+
+    def _serve(self) -> None:
         while True:
             with self._cond:
                 while not self._waiting and not self.live and not self._closed:
@@ -140,7 +147,6 @@ class Scheduler:
             if closed and not self.live:
                 return
 
-    @torch.inference_mode()
     def _admit(self, jobs: list[Job]) -> None:
         """Read the prompts of ``jobs`` in one batch of their own; one row per sample takes its state."""
         for job in jobs:
@@ -180,7 +186,6 @@ class Scheduler:
             first = len(self.live) - config.num_samples
             self._end_rows([(i, "length") for i in range(first, len(self.live))])
 
-    @torch.inference_mode()
     def _step(self) -> None:
         """Sample every live row, hand the characters out, end finished rows, step the rest."""
         n = len(self.live)
@@ -189,8 +194,12 @@ class Scheduler:
         for i, row in enumerate(self.live):
             if row.offset == row.block and not row.config.greedy:  # its next noise block
                 row.block = min(NOISE_BLOCK, row.config.length - row.steps)
-                self.noise[i, : row.block] = draw_noise(row.generator, row.block, 1, self.noise.shape[-1],
-                                                         row.config, self.device)[:, 0]
+                block = draw_noise(row.generator, row.block, 1, self.noise.shape[-1], row.config,
+                                   self.device)[:, 0]  # (block, V)
+                # Its j-th step reads column (tick + j) mod NOISE_BLOCK, as every row's does.
+                head = min(row.block, NOISE_BLOCK - self.tick)
+                self.noise[i, self.tick : self.tick + head] = block[:head]
+                self.noise[i, : row.block - head] = block[head:]
                 row.offset = 0
         logits = self.logits[:n]  # (n, V)
         scores = logits
@@ -199,9 +208,9 @@ class Scheduler:
             scores = logits.clone()
             for i in filtered:
                 scores[i] = filter_logits(logits[i : i + 1], self.live[i].config)[0]
-        offsets = torch.tensor([row.offset for row in self.live], device=self.device)
-        noise = self.noise[torch.arange(n, device=self.device), offsets]  # (n, V); greedy rows hold zeros
-        ids = (scores - noise).argmax(dim=-1)  # (n,)
+        noise = self.noise[:n, self.tick]  # (n, V): each row's noise for this step; greedy rows hold zeros
+        self.tick = (self.tick + 1) % NOISE_BLOCK
+        ids = torch.sub(scores, noise).argmax(dim=-1)  # (n,)
         ended: list[tuple[int, str]] = []
         chars = self.vocab_chars
         for i, (row, next_id) in enumerate(zip(self.live, ids.tolist(), strict=True)):
