@@ -398,6 +398,33 @@ def test_a_port_in_use_is_its_own_exit_code_and_one_line(run_dir):
     assert f"127.0.0.1:{port}" in result.output
 
 
+def test_the_service_s_connections_send_small_writes_at_once():
+    import asyncio
+    import socket
+
+    listener = serve.listen("127.0.0.1", 0)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        nodelay = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                conn = transport.get_extra_info("socket")
+                nodelay.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        server = await loop.create_server(Probe, sock=listener)  # as uvicorn serves it
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        value = await asyncio.wait_for(nodelay, 10)
+        writer.close()
+        server.close()
+        return value
+
+    # Nagle's algorithm off: an event written just after another goes out without waiting for
+    # the client's delayed ACK (40 ms on a kept-alive connection before).
+    assert asyncio.run(main()) != 0
+
+
 def test_the_per_request_path_gives_the_batched_path_s_text(client, run_dir):
     request = {"prompt": "the ", "length": 80, "seed": 6, "num_samples": 2, "temperature": 0.9, "stop": "e t"}
     with TestClient(create_app({"tiny": run_dir}, LIMITS, batching=False)) as alone:
