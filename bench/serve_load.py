@@ -11,7 +11,7 @@ unless `--soak 0`, one longer run of 16 batched streams shows whether memory gro
 
     python bench/serve_load.py                          # 1, 16, 64 streams x 30 s each, 5-minute soak
     python bench/serve_load.py --streams 16 --duration 10 --soak 0 --no-write
-    python bench/serve_load.py --run runs/alice --device cuda
+    python bench/serve_load.py --run runs/alice --device cuda --streams 1,64 --soak 0   # a GPU: 64 >= 30x 1
 
 Without --run, a model of the `default` preset's size is trained here for a few steps: serving
 cost depends on the model's size, not on how well it has learnt.
@@ -253,7 +253,7 @@ def results_table(results: list[dict[str, Any]]) -> str:
                                    "errors", "peak RSS", "RSS start -> end", "load avg"], rows)
 
 
-def targets(results: list[dict[str, Any]]) -> list[str]:
+def targets(results: list[dict[str, Any]], device: str = "cpu") -> list[str]:
     """The issue's targets, each with what this run measured."""
     by = {(r["streams"], r["batching"]): r["chars_per_s"] for r in results}
     lines = []
@@ -271,6 +271,8 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
     alone = max((by[k] for k in ((1, True), (1, False)) if k in by), default=None)
     if (16, True) in by and alone:
         check("16 batched streams / one stream alone (the faster path at 1)", ratio(by[16, True], alone), 2.5)
+    if device.startswith("cuda") and (64, True) in by and alone:  # a GPU step costs alike at any batch
+        check("64 batched streams / one stream alone, on the GPU", ratio(by[64, True], alone), 30.0)
     for r in results:
         if r["streams"] == 16 and r["batching"]:
             p50 = r["first_char_p50_s"]
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
              "process, batched and per-request alternating which goes first. Characters/s counts the "
              "characters that reach the clients within the counted time; the first character is timed at "
              "the client, from sending the request to the first text event.")
-    notes = targets(results) + (soak_lines(soak) if soak else [])
+    notes = targets(results, args.device) + (soak_lines(soak) if soak else [])
     markdown = intro + "\n\n" + results_table(results) + "\n\n" + _report.bullets(notes)
     print("\n" + markdown)
     if args.no_write:

@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from _runs import TINY_STREAM, stream_ids, tiny_model, window_ids, write_text
+from _runs import TINY_STREAM, stream_ids, tiny_model, train_stream_run, window_ids, write_text
 from charlstm.config.model import ModelConfig
 from charlstm.config.sample import SampleConfig
+from charlstm.generation.generators import generate_text, prompt_ids
 from charlstm.generation.sampling import make_generator
-from charlstm.model.network import CharLSTM
+from charlstm.model.network import CharLSTM, prime, prime_many
 from charlstm.model.stepper import LSTMStepper
+from charlstm.runs.loading import load_model
+from charlstm.serve.jobs import Job, Slots
+from charlstm.serve.scheduler import Scheduler
 from charlstm.training import session as api
 from charlstm.training.events import StepEnd
 
@@ -100,3 +104,47 @@ def test_stepper_on_cuda_equals_the_forward_on_cuda(layers, encoding):
         torch.testing.assert_close(logits, expected[:, t], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state[0], h_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state[1], c_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_prompts_read_together_on_cuda_end_where_read_alone():
+    model = tiny_model(V, scale=4.0).to("cuda")
+    prompts = [torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(n)) for n in (3, 17, 9)]
+    logits, state = prime_many(model, prompts)
+    assert logits.is_cuda
+    for k, prompt in enumerate(prompts):
+        alone_logits, alone_state = prime(model, prompt[None, :])
+        torch.testing.assert_close(logits[k], alone_logits[0], atol=1e-5, rtol=1e-5)
+        for together, alone in zip(state, alone_state, strict=True):
+            torch.testing.assert_close(together[:, k], alone[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_the_scheduler_on_cuda_gives_each_stream_the_library_s_text(tmp_path: Path):
+    import asyncio
+
+    loaded = load_model(train_stream_run(tmp_path / "run", write_text(tmp_path / "t.txt")), "cuda")
+    slots = Slots(4)
+    scheduler = Scheduler(loaded, 4, slots.give)
+    requests = [("the ", {"greedy": True}), ("and ", {"seed": 3, "num_samples": 2}), ("a", {"seed": 4})]
+
+    async def run(prompt: str, settings: dict) -> list[str]:
+        config = SampleConfig(**{"seed": 1, "length": 40, **settings})
+        text, ids = prompt_ids(loaded, prompt, config, config.seed)
+        job = Job(asyncio.get_running_loop(), "m", text, ids, config)
+        assert slots.take(config.num_samples)
+        scheduler.submit(job)
+        texts = [""] * config.num_samples
+        while (event := await job.queue.get())[0] != "end":
+            assert event[0] != "error", event
+            if event[0] == "text":
+                texts = [t + d for t, d in zip(texts, event[1]["delta"], strict=True)]
+        return texts
+
+    async def main():
+        return await asyncio.gather(*[run(prompt, settings) for prompt, settings in requests])
+
+    try:
+        for (prompt, settings), texts in zip(requests, asyncio.run(main()), strict=True):
+            assert texts == generate_text(loaded, prompt, **{"seed": 1, "length": 40, **settings})
+    finally:
+        scheduler.close()
+    assert slots.used == 0
