@@ -202,7 +202,5 @@ def prime_many(model: CharLSTM, prompts: Sequence[torch.Tensor], *,
             s[:, :k] = n
     # The last layer's h is its output at each row's own last step (dropout is off in eval).
     logits = model.head(state[0][-1])  # (N, V)
-    back = torch.empty_like(order)
-    back[order] = torch.arange(len(order))
-    back = back.to(device)
+    back = order.argsort().to(device)  # each given prompt's row in the sorted batch
     return logits[back], tuple(s[:, back] for s in state)

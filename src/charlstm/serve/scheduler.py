@@ -57,7 +57,7 @@ class _Request:
 
 @dataclass(eq=False)
 class _Row:
-    """One live sample: its request, its settings and random stream, its place in its noise block."""
+    """One live sample: its request, its settings and random stream, how far it has come."""
 
     request: _Request
     sample: int
@@ -65,9 +65,7 @@ class _Row:
     generator: torch.Generator
     matcher: StopMatcher
     filtered: bool  # top-k or top-p: its logits go through filter_logits
-    steps: int = 0  # characters generated
-    offset: int = 0  # the next step's place in its noise block
-    block: int = 0  # the length of its current noise block
+    steps: int = 0  # characters generated; a noise block begins at every NOISE_BLOCK of them
 
 
 class Scheduler:
@@ -192,15 +190,14 @@ class Scheduler:
         if n == 0:
             return
         for i, row in enumerate(self.live):
-            if row.offset == row.block and not row.config.greedy:  # its next noise block
-                row.block = min(NOISE_BLOCK, row.config.length - row.steps)
-                block = draw_noise(row.generator, row.block, 1, self.noise.shape[-1], row.config,
-                                   self.device)[:, 0]  # (block, V)
+            if row.steps % NOISE_BLOCK == 0 and not row.config.greedy:  # its next noise block
+                steps = min(NOISE_BLOCK, row.config.length - row.steps)
+                block = draw_noise(row.generator, steps, 1, self.noise.shape[-1], row.config,
+                                   self.device)[:, 0]  # (steps, V)
                 # Its j-th step reads column (tick + j) mod NOISE_BLOCK, as every row's does.
-                head = min(row.block, NOISE_BLOCK - self.tick)
+                head = min(steps, NOISE_BLOCK - self.tick)
                 self.noise[i, self.tick : self.tick + head] = block[:head]
-                self.noise[i, : row.block - head] = block[head:]
-                row.offset = 0
+                self.noise[i, : steps - head] = block[head:]
         logits = self.logits[:n]  # (n, V)
         scores = logits
         filtered = [i for i, row in enumerate(self.live) if row.filtered]
@@ -215,8 +212,6 @@ class Scheduler:
         chars = self.vocab_chars
         for i, (row, next_id) in enumerate(zip(self.live, ids.tolist(), strict=True)):
             row.steps += 1
-            if not row.config.greedy:
-                row.offset += 1
             shown = row.matcher.feed(chars[next_id])
             if shown:
                 row.request.out.add(row.sample, shown)
