@@ -17,12 +17,15 @@ CPU = torch.device("cpu")
 MODEL = ModelConfig(vocab_size=60)
 
 
-def _plan(monkeypatch, *, speed: float = 10_000.0, given=(), train_chars=1_000_000, **train):
+def _plan(monkeypatch, *, speed: float = 10_000.0, given=(), train_chars=1_000_000, rows_speed=None,
+          **train):
+    """The plan with a fake probe: bf16 3x fp32, and ``rows_speed`` (rows -> factor) by batch width."""
     calls = []
 
     def fake_probe(model, config, device, seconds=sizing.PROBE_SECONDS):
         calls.append((model.num_layers, model.hidden_size, str(config.precision)))
-        return speed * (3.0 if config.precision == "bf16" else 1.0)
+        factor = (rows_speed or {}).get(config.batch_size, 1.0)
+        return speed * factor * (3.0 if config.precision == "bf16" else 1.0)
 
     monkeypatch.setattr(sizing, "probe_chars_per_s", fake_probe)
     monkeypatch.setattr(sizing, "_has_fast_bf16", lambda device: True)
@@ -43,7 +46,34 @@ def test_planned_characters_follow_the_probe_and_the_flops(monkeypatch):
     ratio = sizing.flops_per_char(sizing._sized(MODEL, sizing.REFERENCE)) / sizing.flops_per_char(chosen)
     assert plan.planned_chars == pytest.approx(30_000 * ratio * 300, rel=1e-6)
     assert plan.planned_epochs == pytest.approx(plan.planned_chars / 1_000_000, rel=1e-3)
-    assert sorted(calls) == [(2, 512, "bf16"), (2, 512, "fp32")]
+    assert sorted(calls) == [(2, 512, "bf16")] * 2 + [(2, 512, "fp32")]  # precisions, then 16 rows in bf16
+
+
+def test_the_narrowest_batch_that_keeps_the_speed_is_taken(monkeypatch):
+    plan, _ = _plan(monkeypatch, time_budget=300, batch_size=64, seq_len=64)  # every width as fast
+    assert plan.chosen["batch_size"] == min(sizing.WIDTHS)
+    assert plan.probe_rows_chars_per_s == {rows: 30_000 for rows in (*sizing.WIDTHS, 64)}
+    # Evaluations stay as many characters apart as the preset's 200 steps of 64 x 64.
+    assert plan.chosen["eval_every"] * plan.chosen["batch_size"] * 64 == sizing.EVAL_CHARS
+
+
+def test_a_width_that_loses_speed_is_not_taken(monkeypatch):
+    slow_narrow = {16: 0.5, 32: 0.85}  # wide steps run faster, as bf16 matrix units do
+    plan, _ = _plan(monkeypatch, time_budget=300, batch_size=64, seq_len=64, rows_speed=slow_narrow)
+    assert plan.chosen["batch_size"] == 32
+    wide = _plan(monkeypatch, time_budget=300, batch_size=64, seq_len=64, rows_speed={16: 0.5, 32: 0.7})[0]
+    assert wide.chosen["batch_size"] == 64 and wide.chosen["eval_every"] == 200
+    chosen = sizing._sized(MODEL, (plan.chosen["num_layers"], plan.chosen["hidden_size"]))
+    ratio = sizing.flops_per_char(sizing._sized(MODEL, sizing.REFERENCE)) / sizing.flops_per_char(chosen)
+    assert plan.planned_chars == pytest.approx(30_000 * 0.85 * ratio * 300, rel=1e-6)  # the width's speed
+
+
+def test_a_given_batch_or_a_step_limit_is_not_probed_for_width(monkeypatch):
+    plan, calls = _plan(monkeypatch, time_budget=300, batch_size=64, given={"batch_size"})
+    assert "batch_size" not in plan.chosen and "eval_every" not in plan.chosen and len(calls) == 2
+    plan, _ = _plan(monkeypatch, time_budget=300, batch_size=64, seq_len=64, eval_every=7,
+                    given={"eval_every"})
+    assert plan.chosen["batch_size"] == 16 and "eval_every" not in plan.chosen
 
 
 def test_a_step_limit_needs_no_probe(monkeypatch):
@@ -68,7 +98,7 @@ def test_the_more_epochs_the_more_dropout(monkeypatch):
 
 
 @pytest.mark.parametrize(("epochs", "dropout", "weight_drop"), [
-    (1, 0.1, 0.0), (10, 0.1, 0.0), (20, 0.3, 0.25), (40, 0.5, 0.5), (400, 0.5, 0.5)])
+    (1, 0.0, 0.0), (3, 0.0, 0.0), (10, 0.1, 0.0), (20, 0.3, 0.25), (40, 0.5, 0.5), (400, 0.5, 0.5)])
 def test_regularisation_by_epochs(epochs, dropout, weight_drop):
     assert sizing.regularisation_for(epochs) == {"dropout": dropout, "weight_drop": weight_drop}
 

@@ -11,7 +11,7 @@ from charlstm.errors import ConfigError
 class DynamicConfig:
     """Settings of dynamic evaluation; the defaults were measured (docs/benchmarks.md)."""
 
-    lr: float = 1e-4  # RMS-normalised step per segment
+    lr: float = 3e-4  # RMS-normalised step per segment
     seq_len: int = 50  # characters per segment: scored, then learnt
     decay: float = 0.0  # pull towards the trained weights per step (the paper's lambda)
     beta2: float = 0.99  # running mean square of the gradients

@@ -9,17 +9,18 @@ rule, measured on 2 CPU cores and written down in docs/benchmarks.md:
    bfloat16 (CPUs with AMX or AVX512-BF16, GPUs since Ampere), under bf16
    autocast; bf16 is taken if it is at least ``BF16_GAIN`` times faster. Runs
    limited by steps or epochs keep fp32 and need no probe.
-2. **Planned characters.** C = probed characters/s x the time budget (scaled to
+3. **Planned characters.** C = probed characters/s x the time budget (scaled to
    each candidate by its FLOPs per character), or max_steps x batch x seq_len,
    or epochs x the training characters, whichever limit is given.
-3. **Size.** The largest model of ``LADDER`` that still reads at least
+4. **Size.** The largest model of ``LADDER`` that still reads at least
    ``CHARS_PER_PARAM`` characters per parameter in C: a bigger model learns more
    per character, but one that reads too little of the text never catches up.
-4. **Regularisation** by planned epochs E = C / training characters: the more
+5. **Regularisation** by planned epochs E = C / training characters: the more
    often the text is seen, the more the model overfits, the more dropout.
-   Up to 10 epochs dropout 0.1 and no weight drop; from 40 epochs dropout 0.5
-   and weight drop 0.5 (AWD-LSTM's DropConnect); log-linear in between.
-5. **The limit.** Given a time budget and no ``--epochs``, the budget alone
+   ``REGULARISATION`` gives dropout and weight drop at a few epoch counts
+   (none up to 3 epochs; dropout 0.1 at 10; dropout and AWD-LSTM's weight drop
+   0.5 from 40), log-linear in between.
+6. **The limit.** Given a time budget and no ``--epochs``, the budget alone
    stops the run (the default's 50-epoch cap is lifted).
 
 Every setting the user gave explicitly is kept and never overridden; the plan
@@ -30,6 +31,7 @@ may choose differently; config.json records what was chosen, to rerun it exactly
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -55,11 +57,16 @@ BF16_GAIN = 1.3
 REFERENCE = (2, 512)
 PROBE_SECONDS = 1.0
 MIN_BATCHES = 10
-# Dropout and weight drop by planned epochs: light up to FEW_EPOCHS, heavy from MANY_EPOCHS, and
-# in between log-linear from one to the other.
-FEW_EPOCHS, MANY_EPOCHS = 10.0, 40.0
-LIGHT = {"dropout": 0.1, "weight_drop": 0.0}
-HEAVY = {"dropout": 0.5, "weight_drop": 0.5}
+# Rows per batch the probe may choose, and how much of the fastest width's speed a narrower one must
+# keep: 16 rows read as fast as 64 in fp32 on 2 CPU cores and learnt far faster; 8 rows lost a
+# fifth of the speed and learnt less (docs/benchmarks.md).
+WIDTHS = (16, 32)
+WIDTH_SPEED = 0.8
+EVAL_CHARS = 200 * 64 * 64  # training characters between evaluations: the preset's 200 steps of 64 x 64
+# (planned epochs, dropout, weight drop), log-linear in the epochs between two rows: a text read
+# three times or fewer learnt faster with no dropout at all (docs/benchmarks.md); one read 40 times
+# needs AWD-LSTM's strong dropouts not to be memorised.
+REGULARISATION = ((3.0, 0.0, 0.0), (10.0, 0.1, 0.0), (40.0, 0.5, 0.5))
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class Plan:
     train_chars: int
     limit: str  # time_budget | max_steps | epochs: the limit that set the planned characters
     probe_chars_per_s: dict[str, float]  # precision -> characters/s of the reference model
+    probe_rows_chars_per_s: dict[int, float]  # rows per batch -> its characters/s, in the chosen precision
     planned_chars: int | None  # None: no limit was given
     planned_epochs: float | None
     chosen: dict[str, Any]  # only the fields the plan set; explicit settings are not here
@@ -78,7 +86,8 @@ class Plan:
 
     def describe(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.chosen.items()) or "nothing (all given)"
-        speed = ", ".join(f"{k} {v:,.0f}" for k, v in self.probe_chars_per_s.items())
+        speed = ", ".join([f"{k} {v:,.0f}" for k, v in self.probe_chars_per_s.items()]
+                          + [f"{k} rows {v:,.0f}" for k, v in self.probe_rows_chars_per_s.items()])
         planned = ("no limit" if self.planned_chars is None else
                    f"planned {self.planned_chars:,} characters read, {self.planned_epochs:.1f} epochs of "
                    f"{self.train_chars:,}, by {self.limit}")
@@ -95,6 +104,7 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
     size_given = {"num_layers", "hidden_size"} <= given
     reference = _sized(model, (model.num_layers, model.hidden_size) if size_given else REFERENCE)
     probe: dict[str, float] = {}
+    widths: dict[int, float] = {}
     precision = train.precision
     if precision == "bf16":  # before a probe steps in it
         check_bf16(device)
@@ -106,7 +116,14 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
                  for p in tried}
         if "precision" not in given:
             precision = "bf16" if probe.get("bf16", 0.0) >= BF16_GAIN * probe["fp32"] else "fp32"
-    speed = probe.get(str(precision), 0.0)
+        if "batch_size" not in given:
+            widths = _width_probe(reference, replace(train, precision=precision), device, seconds,
+                                  probe[str(precision)])
+            train = replace(train, batch_size=_narrowest_fast(widths))
+            if "eval_every" not in given:
+                every = max(1, round(EVAL_CHARS / (train.batch_size * train.seq_len)))
+                train = replace(train, eval_every=every)
+    speed = widths.get(train.batch_size) or probe.get(str(precision), 0.0)
 
     def planned(candidate: ModelConfig) -> tuple[float, str]:
         if train.max_steps is not None:
@@ -134,9 +151,11 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
     epochs = chars / max(train_chars, 1)
     regularisation = regularisation_for(epochs)
     chosen = {"num_layers": size[0], "hidden_size": size[1], **regularisation, "precision": str(precision),
-              "batch_size": train.batch_size, "epochs": train.epochs}
+              "batch_size": train.batch_size, "epochs": train.epochs,
+              **({"eval_every": train.eval_every} if widths else {})}
     return Plan(train_chars=train_chars, limit=limit,
                 probe_chars_per_s={k: round(v) for k, v in probe.items()},
+                probe_rows_chars_per_s={k: round(v) for k, v in sorted(widths.items())},
                 planned_chars=round(chars) if chars < float("inf") else None,
                 planned_epochs=round(epochs, 2) if chars < float("inf") else None,
                 chosen={k: v for k, v in chosen.items() if k not in given})
@@ -152,8 +171,12 @@ def apply_choice(model: ModelConfig, train: TrainConfig,
 
 def regularisation_for(epochs: float) -> dict[str, float]:
     """Dropout and weight drop for a run that reads its training text ``epochs`` times."""
-    t = min(1.0, max(0.0, math.log(max(epochs, 1e-9) / FEW_EPOCHS) / math.log(MANY_EPOCHS / FEW_EPOCHS)))
-    return {k: round(LIGHT[k] + t * (HEAVY[k] - LIGHT[k]), 2) for k in LIGHT}
+    points = [(math.log(e), dropout, weight_drop) for e, dropout, weight_drop in REGULARISATION]
+    x = math.log(max(epochs, 1e-9))
+    x = min(max(x, points[0][0]), points[-1][0])
+    (x0, d0, w0), (x1, d1, w1) = next((a, b) for a, b in itertools.pairwise(points) if x <= b[0])
+    t = (x - x0) / (x1 - x0)
+    return {"dropout": round(d0 + t * (d1 - d0), 2), "weight_drop": round(w0 + t * (w1 - w0), 2)}
 
 
 def flops_per_char(model: ModelConfig) -> int:
@@ -191,6 +214,22 @@ def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.devi
         return steps * train.batch_size * train.seq_len / elapsed
     finally:
         torch.set_rng_state(rng_state)
+
+
+def _width_probe(model: ModelConfig, train: TrainConfig, device: torch.device, seconds: float,
+                 full_speed: float) -> dict[int, float]:
+    """Rows per batch -> characters/s of ``model``: ``train.batch_size`` (timed already) and narrower."""
+    speeds = {train.batch_size: full_speed}
+    for rows in WIDTHS:
+        if rows < train.batch_size:
+            speeds[rows] = probe_chars_per_s(model, replace(train, batch_size=rows), device, seconds)
+    return speeds
+
+
+def _narrowest_fast(speeds: dict[int, float]) -> int:
+    """The fewest rows whose characters/s is at least WIDTH_SPEED of the fastest width's."""
+    fastest = max(speeds.values())
+    return min(rows for rows, speed in speeds.items() if speed >= WIDTH_SPEED * fastest)
 
 
 def _rows_for(train_chars: int, train: TrainConfig) -> int:
