@@ -145,7 +145,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint, "save_file", crash_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="cannot write the checkpoint \\(disk full\\)"):
         save_checkpoint(path, model=_model(seed=3), meta=_meta())
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]

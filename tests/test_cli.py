@@ -22,8 +22,10 @@ from charlstm.config.corpus import CorpusConfig
 from charlstm.data.sources import load_text
 from charlstm.generation.generators import generate_text
 from charlstm.runs.checkpoint import read_meta
-from charlstm.runs.folder import LAST, read_metrics
+from charlstm.runs.folder import LAST
 from charlstm.runs.loading import load_model
+from charlstm.runs.lock import LOCK_FILE
+from charlstm.runs.metrics import read_metrics
 
 TINY = ["--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8", "--seq-len", "16",
         "--batch-size", "4", "--no-progress"]
@@ -54,7 +56,9 @@ def assert_error(result: Result, exit_code: int, *fragments: str, hint: str | No
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the lock's: it names whoever last held the folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != LOCK_FILE}
 
 
 @pytest.fixture(scope="module")

@@ -100,3 +100,44 @@ def test_export_never_writes_into_a_run_folder_and_overwrites_only_with_force(ru
     assert refused.exit_code == 2 and "--force" in refused.output and out.read_bytes() == b"mine"
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
     assert load_model(out).vocab == load_model(run_dir).vocab
+
+
+def test_export_never_writes_anywhere_below_a_run_folder(run_dir, tmp_path):
+    (tmp_path / "link").symlink_to(run_dir)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    targets = [("safetensors", run_dir / "data" / "m.safetensors"), ("hf", run_dir / "x" / "y"),
+               ("safetensors", tmp_path / "link" / "m.safetensors"),  # a link into the run
+               ("safetensors", run_dir / "data" / ".." / ".." / run_dir.name / "m.safetensors")]
+    for fmt, target in targets:
+        result = CliRunner().invoke(app, ["export", str(run_dir), "--format", fmt, "--out", str(target),
+                                          "--force"])
+        assert result.exit_code == 4, result.output
+        assert f"{target} is inside the run folder {run_dir.resolve()}" in result.output
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+
+
+def test_errors_name_the_out_path_not_the_temporary_file(run_dir, tmp_path, monkeypatch):
+    from charlstm.runs import checkpoint
+
+    def refused(*args: str) -> str:
+        """The CLI's one line for an export that cannot write: it names --out, never a .tmp- file."""
+        result = CliRunner().invoke(app, ["export", str(run_dir), *args, "--force"])
+        assert result.exit_code != 0 and ".tmp-" not in result.output, result.output
+        assert sum(line.startswith("charlstm: error:") for line in result.output.splitlines()) == 1
+        assert "Traceback" not in result.output
+        return result.output
+
+    folder = tmp_path / "m.safetensors"
+    folder.mkdir()
+    assert f"{folder} is a folder" in refused("--format", "safetensors", "--out", str(folder))
+    weights = tmp_path / "hf" / "model.safetensors"
+    weights.mkdir(parents=True)  # a folder where the weights go
+    assert f"{weights}: " in refused("--format", "hf", "--out", str(weights.parent))
+
+    def read_only(*args, dir, **kwargs):  # as mkstemp fails in a folder the user may not write to
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".tmp-x1y2z3.safetensors"))
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", read_only)
+    out = tmp_path / "model.safetensors"
+    message = refused("--format", "safetensors", "--out", str(out))
+    assert f"{out}: " in message and "Permission denied" in message

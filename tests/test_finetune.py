@@ -120,3 +120,24 @@ def test_a_missing_source_is_a_clear_error(tmp_path):
                     tmp_path / "nowhere")
     assert result.exit_code != 0 and "nowhere" in result.output
     assert not (tmp_path / "ft").exists()
+
+
+# How UTF-8 curly quotes and an accent read as latin-1: mojibake (lowercased, as cleaning may).
+MOJIBAKE = set("\x80\x9c\x9d\u00e2\u00c3\u00e3\u00a9")
+
+
+def test_the_new_text_is_read_with_its_own_encoding_not_the_sources(tmp_path):
+    source = train_stream_run(tmp_path / "src", write_text(tmp_path / "a.txt", words=400), encoding="latin-1",
+                              lowercase=True, max_steps=2)
+    new = tmp_path / "b.txt"
+    new.write_text("\u201cCaf\u00e9\u201d, she said.\n" + sample_text(400, seed=2), encoding="utf-8")
+    old = load_model(source).vocab
+    trainer = api.start_run([new], tmp_path / "ft", progress_bar=False,
+                            overrides={"init_from": str(source), "max_steps": 1})
+    added = set(trainer.data.vocab.chars[len(old):])
+    assert {"\u201c", "\u201d", "\u00e9"} <= added and not added & MOJIBAKE
+    corpus = json.loads((tmp_path / "ft" / "config.json").read_text(encoding="utf-8"))["corpus"]
+    assert corpus["encoding"] == "utf-8" and corpus["lowercase"]  # the rest of the cleaning carries over
+    asked = api.start_run([new], tmp_path / "ft2", progress_bar=False,  # the user's setting is obeyed
+                          overrides={"init_from": str(source), "max_steps": 1, "encoding": "latin-1"})
+    assert MOJIBAKE & set(asked.data.vocab.chars)

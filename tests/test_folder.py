@@ -10,8 +10,9 @@ from pathlib import Path
 
 from _runs import invoke, train_stream_run, write_text
 from charlstm.runs.checkpoint import read_meta
-from charlstm.runs.folder import LAST, METRICS_FILE, append_metrics, best_checkpoints, read_metrics
+from charlstm.runs.folder import LAST, best_checkpoints
 from charlstm.runs.manifest import MANIFEST_FILE, read_manifest
+from charlstm.runs.metrics import METRICS_FILE, append_metrics, read_metrics
 from charlstm.training import session as api
 
 
@@ -99,7 +100,7 @@ def test_a_listed_checkpoint_a_kill_kept_from_being_written_is_forgotten(tmp_pat
     listed = read_manifest(run)
     (run / MANIFEST_FILE).write_text(json.dumps(
         {"best": [{"name": n, "metric": m} for n, m in {**listed, ghost: 0.0001}.items()]}), encoding="utf-8")
-    api.resume_run(run, progress_bar=False)
+    api.resume_run(run, progress_bar=False).close()
     assert set(read_manifest(run)) == set(real)
     # and pruning never lets a gone file take a real one's place among the kept
     (run / MANIFEST_FILE).write_text(json.dumps(
@@ -113,7 +114,7 @@ def test_resume_removes_the_temporary_files_of_an_interrupted_write(tmp_path):
     orphans = [run / ".tmp-abc123.safetensors", run / ".tmp-x.json"]
     orphans[0].write_bytes(b"")
     orphans[1].write_bytes(b"{" * 1000)
-    api.resume_run(run, progress_bar=False)
+    api.resume_run(run, progress_bar=False).close()
     assert not any(p.exists() for p in orphans)
 
 

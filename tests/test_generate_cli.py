@@ -116,3 +116,46 @@ def test_stop_with_several_samples_marks_the_ones_it_ended(run):
 
 def test_a_bad_stop_is_one_error(run):
     assert_one_error(invoke("generate", run, "--stop", ""), 2, "stop sequence")
+
+
+@pytest.mark.parametrize("filters", [(), ("--top-p", "0.9"), ("--top-k", "3"),
+                                     ("--top-k", "5", "--top-p", "0.5")])
+@pytest.mark.parametrize("temperature", ["1e-39", "1e-40", "1e-300"])
+def test_a_tiny_temperature_with_any_filter_gives_the_greedy_text(run, temperature, filters):
+    greedy = invoke("generate", run, "--prompt", PROMPT, "--length", "60", "--greedy")
+    tiny = invoke("generate", run, "--prompt", PROMPT, "--length", "60", "--temperature", temperature,
+                  *filters, "--seed", "3")
+    assert tiny.exit_code == greedy.exit_code == 0, tiny.output
+    assert tiny.stdout == greedy.stdout
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("--temperature", "nan"), "temperature must be in"),
+    (("--temperature", "inf"), "temperature must be in"),
+    (("--temperature", "0"), "set greedy"),
+    (("--top-p", "nan"), "top_p must be in"),
+    (("--seed", "-1"), "seed must be in"),
+    (("--seed", str(2**63)), "seed must be in"),
+    (("--seed", str(2**64)), "seed must be in"),
+    (("--num-samples", "100000000000"), "num_samples must be in"),
+    (("--length", "100000000000"), "length must be in"),
+    (("--prompt", "x\u00e9", "--unknown", "replace"), "needs the replacement character"),
+])
+def test_sampling_settings_out_of_range_are_one_line_and_exit_2(run, args, fragment):
+    assert_one_error(invoke("generate", run, "--prompt", PROMPT, "--length", "5", *args), 2, fragment)
+
+
+def test_greedy_takes_temperature_zero_as_greedy_says(run):
+    greedy = invoke("generate", run, "--prompt", PROMPT, "--length", "30", "--greedy")
+    zero = invoke("generate", run, "--prompt", PROMPT, "--length", "30", "--greedy", "--temperature", "0")
+    assert zero.exit_code == 0 and zero.stdout == greedy.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_dynamic_evaluation_settings_out_of_range_are_refused(run, value):
+    assert_one_error(invoke("eval", run, "--dynamic", "--dynamic-lr", value), 2, "lr must be in")
+
+
+def test_report_refuses_a_negative_seed(run, tmp_path):
+    result = invoke("report", run, "--out", tmp_path / "r.html", "--seed", "-1")
+    assert_one_error(result, 2, "seed must be in")

@@ -20,7 +20,7 @@ from _runs import (
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 from charlstm.generation.generators import generate, generate_text
-from charlstm.generation.sampling import make_generator, sample_next
+from charlstm.generation.sampling import filter_logits, make_generator, sample_next
 from charlstm.model.network import PRIME_CHUNK, prime
 from charlstm.runs.loading import load_model
 
@@ -422,3 +422,15 @@ def test_interactive_continues_what_the_user_types(stream_run):
     lines = iter(["the ", "", "/reset", "a", "/quit"])
     interactive(loaded, SampleConfig(length=12, seed=5), lambda: next(lines, None), again.append)
     assert again == written  # a seeded session repeats itself
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-29, 1e-20, 1e-8])
+def test_a_tiny_temperature_filters_to_the_best_character_without_nan(temperature):
+    logits = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * 60  # big, as a trained head's
+    for config in (SampleConfig(temperature=temperature, top_p=0.9), SampleConfig(temperature=temperature,
+                                                                                   top_k=4, top_p=0.5)):
+        scores = filter_logits(logits, config)
+        assert not scores.isnan().any()
+        kept = scores.isfinite()
+        assert kept.sum(dim=-1).tolist() == [1] * 6  # only the best survives top-p at such a temperature
+        assert torch.equal(scores.argmax(dim=-1), logits.argmax(dim=-1))

@@ -128,3 +128,30 @@ def test_a_run_without_a_held_out_split_gets_no_metric(tmp_path):
     assert not any(line.startswith("model-index") for line in lines)  # a training loss is no held-out score
     assert "- gru" in lines
     assert load_model(out).framing.name == "window"
+
+
+def test_a_config_or_vocab_that_contradicts_the_weights_is_warned_about(model_dir, run_dir, tmp_path, caplog):
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(model_dir, folder)
+    with caplog.at_level("WARNING", logger="charlstm"):
+        load_model(folder)
+    assert not caplog.records  # as exported: nothing to say
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 999}), encoding="utf-8")
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    first, second = list(vocab)[:2]
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="charlstm"):
+        loaded = load_model(folder)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    using = "using model.safetensors"
+    assert warnings == [
+        f"{folder / 'config.json'}: hidden_size is 999, but model.safetensors holds 16; {using}",
+        f"{folder / 'vocab.json'}: character {first!r} is id 1 there, but id 0 in model.safetensors; {using}",
+    ]
+    assert loaded.model.config.hidden_size == 16 and loaded.vocab == load_model(run_dir).vocab
+    info = invoke("info", folder)
+    assert info.exit_code == 0 and "config.json: hidden_size is 999" in info.stderr

@@ -13,12 +13,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from _runs import invoke, make_unreadable, sample_text, train_stream_run, write_text
+from charlstm.runs.checkpoint import read_meta
 from charlstm.runs.folder import LAST
 from charlstm.runs.loading import load_model
+from charlstm.runs.lock import LOCK_FILE
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,9 @@ def run(source_run, tmp_path) -> Path:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, but the lock's: it names whoever last held the folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != LOCK_FILE}
 
 
 def _one_error(result, exit_code: int, *fragments: str) -> None:
@@ -58,7 +63,8 @@ def _rewrite(path: Path, out: Path, *, meta=None, tensors=None) -> Path:
 
 
 @pytest.mark.parametrize(("name", "meta", "tensors", "fragment"), [
-    ("huge", lambda r: r["model_config"].update(hidden_size=10**7), None, "do not fit"),
+    ("huge", lambda r: r["model_config"].update(hidden_size=60_000), None, "do not fit"),
+    ("too-huge", lambda r: r["model_config"].update(hidden_size=10**7), None, "hidden_size must be in"),
     ("short-vocab", lambda r: (r.update(vocab=r["vocab"][:-3]), r["model_config"].update(
         vocab_size=len(r["vocab"]))), None, "do not fit"),
     ("nan", None, lambda t: t["model/head.weight"].fill_(float("nan")), "NaN"),
@@ -80,8 +86,18 @@ def test_non_finite_weights_export_only_when_asked(run, tmp_path):
 
 def test_a_model_too_big_for_memory_is_one_line_and_leaves_nothing(tmp_path):
     out = tmp_path / "big"
-    _one_error(invoke("train", write_text(tmp_path / "t.txt"), "--out", out, "--hidden-size", "1000000",
-                      "--max-steps", "1", "--no-progress"), 2, "does not fit in memory")
+    _one_error(invoke("train", write_text(tmp_path / "t.txt"), "--out", out, "--hidden-size", "65536",
+                      "--num-layers", "64", "--max-steps", "1", "--no-progress"), 2, "GB to train")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--num-layers", "100000"), ("--hidden-size", "1000000000000"),
+                                             ("--seq-len", "10000000"), ("--val-fraction", "nan"),
+                                             ("--test-fraction", "nan"), ("--lr", "inf")])
+def test_settings_out_of_range_are_refused_before_anything_is_made(tmp_path, flag, value):
+    out = tmp_path / "run"
+    _one_error(invoke("train", write_text(tmp_path / "t.txt"), "--out", out, flag, value, "--no-progress"),
+               2, f"{flag[2:].replace('-', '_')} must be in")
     assert not out.exists()
 
 
@@ -112,18 +128,26 @@ def test_eval_without_config_json_still_finds_the_runs_own_data(run):
     assert json.loads(result.stdout)["characters"] > 0
 
 
-def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, monkeypatch):
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   SafetensorError("Error while serializing: No space left on device")])
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, monkeypatch, error):
     import charlstm.runs.checkpoint as checkpoint
 
-    def full(*args, **kwargs):
-        raise OSError(28, "No space left on device", str(args[1]))
+    def full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a checkpoint")
+        raise error
 
     before = (run / LAST).read_bytes()
+    real_save = checkpoint.save_file
     monkeypatch.setattr(checkpoint, "save_file", full)
     result = invoke("train", "--resume", run, "--max-steps", "9", "--no-progress")
-    assert result.exit_code == 1 and "No space left on device" in result.stderr
-    assert "Traceback" not in result.output
+    assert result.exit_code == 1 and "No space left on device" in result.stderr, result.output
+    assert "Traceback" not in result.output and ".tmp-" not in result.output
+    assert f"{run / LAST}: cannot write the checkpoint" in result.stderr or "best-" in result.stderr
     assert (run / LAST).read_bytes() == before and not list(run.glob(".tmp-*"))
+    monkeypatch.setattr(checkpoint, "save_file", real_save)  # space freed: the run carries on
+    assert invoke("train", "--resume", run, "--max-steps", "9", "--no-progress").exit_code == 0
+    assert read_meta(run / LAST).progress.step == 9
 
 
 def test_export_to_an_impossible_path_is_one_line(run):
@@ -182,3 +206,20 @@ def test_utf16_text_reads_with_the_encoding_the_error_names(tmp_path, monkeypatc
     result = invoke("prepare", wide, "--out", tmp_path / "data", "--no-progress", "--encoding", "utf-16")
     assert result.exit_code == 0, result.output
     assert "\x00" not in json.loads((tmp_path / "data" / "meta.json").read_text(encoding="utf-8"))["vocab"]
+
+
+def test_resuming_a_folder_that_does_not_exist_says_so(tmp_path):
+    _one_error(invoke("train", "--resume", tmp_path / "nope", "--no-progress"), 4, "no such run folder")
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    _one_error(invoke("train", "--resume", tmp_path / "afile", "--no-progress"), 4, "not a run folder")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:3", "foo", "cuda:x", "cpu:1"])
+@pytest.mark.parametrize("command", ["train", "generate", "eval", "report"])
+def test_a_device_this_machine_lacks_is_one_line(source_run, tmp_path, command, device):
+    args = {"train": ("train", write_text(tmp_path / "t.txt"), "--out", tmp_path / "new", "--max-steps", "1"),
+            "generate": ("generate", source_run, "--length", "5"), "eval": ("eval", source_run),
+            "report": ("report", source_run, "--out", tmp_path / "r.html")}[command]
+    _one_error(invoke(*args, "--device", device), 2, "device")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "r.html").exists()

@@ -209,3 +209,22 @@ def test_an_imported_run_fine_tunes_on_text_with_new_characters(tmp_path):
     before, after = (m.framing.evaluate(m.model, ids, device=device) for m in (old, trainer))
     assert after.loss == pytest.approx(before.loss, rel=1e-5)
     trainer.fit()
+
+
+def test_a_fine_tune_of_a_python_2_import_reads_its_new_text_as_utf8(tmp_path):
+    from charlstm.training import session as api
+
+    body = "chapter i. down the rabbit-hole\r\nalice was beginning to get very tired\r\n"
+    (tmp_path / "w.txt").write_bytes(b"\xef\xbb\xbf" + body.upper().encode())
+    py2_size = len(set((b"\xef\xbb\xbf" + body.encode()).decode("latin-1")))
+    write_keras_file(tmp_path / "m.hdf5", vocab_size=py2_size, units=8, layers=1, gate="hard_sigmoid",
+                     window=10)
+    import_keras(tmp_path / "m.hdf5", tmp_path / "w.txt", tmp_path / "run")
+    old = load_model(tmp_path / "run")
+    assert old.meta.corpus_config.encoding == "latin-1"  # how the tutorial's Python 2 read its file
+    (tmp_path / "new.txt").write_text(body * 30 + "\u201cTh\u00e9\u201d said alice.\n", encoding="utf-8")
+    trainer = api.start_run([tmp_path / "new.txt"], tmp_path / "ft", progress_bar=False,
+                            overrides={"init_from": str(tmp_path / "run"), "max_steps": 1})
+    added = set(trainer.data.vocab.chars[len(old.vocab):])
+    assert added == {"\u201c", "\u201d", "\u00e9"}  # not \x80 \x9c \x9d \xe2 \xe3 \xa9
+    assert trainer.data.corpus_config.encoding == "utf-8" and trainer.data.corpus_config.lowercase

@@ -20,8 +20,9 @@ import pytest
 
 from _runs import write_text
 from charlstm.runs.checkpoint import read_meta
-from charlstm.runs.folder import LAST, METRICS_FILE, best_checkpoints, read_metrics
+from charlstm.runs.folder import LAST, best_checkpoints
 from charlstm.runs.manifest import read_manifest
+from charlstm.runs.metrics import METRICS_FILE, read_metrics
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
@@ -89,3 +90,29 @@ def test_kills_at_random_moments_leave_a_run_that_always_carries_on(tmp_path):
     own = {p.name for _, p in best_checkpoints(run)}
     assert own and own == set(read_manifest(run)) and len(own) <= 2
     assert {p.name for p in run.glob("*.safetensors")} == own | {LAST}
+
+
+EPOCH_ENDS = [*TINY[:TINY.index("--eval-every")], "--eval-every", "0", "--log-every", "1", "--keep-best", "2",
+              "--no-progress"]  # evaluations (and checkpoints) at epoch ends only
+
+
+def test_kills_at_epoch_ends_and_a_missing_last_still_resume_within_the_budget(tmp_path):
+    text = write_text(tmp_path / "t.txt", words=60)  # a few steps an epoch
+    run = tmp_path / "run"
+    first = _charlstm("train", text, "--out", run, "--epochs", 10**6, *EPOCH_ENDS)
+    rng = random.Random(7)
+    for round_ in range(3):
+        if round_:
+            first = _charlstm("train", "--resume", run, "--no-progress")
+        # A metrics line is written by an epoch's last evaluation, just before its checkpoints.
+        _wait_for_new_metrics(run, _metrics_size(run), first)
+        time.sleep(rng.uniform(0.0, 0.05))
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    (run / LAST).unlink(missing_ok=True)  # as a kill between the best checkpoint and last leaves it
+    assert any(read_meta(p).progress.batch > 0 for _, p in best_checkpoints(run))
+    resumed = _charlstm("train", "--resume", run, "--time-budget", "3", "--no-progress")
+    output, _ = resumed.communicate(timeout=90)  # it hung for ever, ignoring its time budget
+    assert resumed.returncode == 0, output
+    assert "time_budget" in output
+    assert (run / LAST).is_file()

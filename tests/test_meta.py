@@ -114,7 +114,7 @@ def test_metadata_that_is_not_an_object(tmp_path):
 
 
 def test_claimed_sizes_are_checked_against_the_tensors_before_anything_is_allocated(tmp_path):
-    path = _rewrite(_saved(tmp_path), _set(10_000_000, "model_config", "hidden_size"))
+    path = _rewrite(_saved(tmp_path), _set(60_000, "model_config", "hidden_size"))
     for read in (loading.load_model, loading.run_info):
         with pytest.raises(CheckpointError, match="do not fit the stored model_config"):
             read(path)

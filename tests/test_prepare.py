@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,38 @@ def test_the_cli_shows_the_whitespace_warning(tmp_path):
     result = invoke("prepare", books, "--out", tmp_path / "data", "--no-progress")
     assert result.exit_code == 0, result.output
     assert f"{books / 'blank.txt'}: nothing but whitespace" in result.stderr
+
+
+@pytest.mark.parametrize(("encoding", "code", "says"), [
+    ("rot13", 2, "encoding 'rot13' is not a text encoding"),
+    ("bz2", 2, "encoding 'bz2' is not a text encoding"),
+    ("base64", 2, "encoding 'base64' is not a text encoding"),
+    ("undefined", 2, "encoding 'undefined' cannot decode text"),
+    ("punycode", 3, "not valid punycode"),  # a text codec, but this text is not punycode
+])
+def test_prepare_and_train_refuse_an_encoding_that_cannot_read_the_text(tmp_path, encoding, code, says):
+    from _runs import invoke
+
+    text = tmp_path / "t.txt"
+    text.write_text("hello there, general kenobi\n" * 50, encoding="utf-8")
+    for command, out in (("prepare", tmp_path / "data"), ("train", tmp_path / "run")):
+        result = invoke(command, text, "--out", out, "--encoding", encoding, "--no-progress")
+        assert result.exit_code == code and says in result.stderr, result.output
+        assert len(result.stderr.splitlines()) == 1 and (code == 2 or str(text) in result.stderr)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["prepare", "train"])
+def test_a_pipe_or_a_device_given_as_text_says_what_it_is(tmp_path, command):
+    from _runs import invoke
+    from test_sources import unblocking
+
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    cases = [(fifo, "is a named pipe (FIFO), not a regular file")]
+    cases += [(Path(d), "is a character device") for d in ("/dev/null", "/dev/zero") if Path(d).exists()]
+    with unblocking(fifo):
+        for path, says in cases:
+            result = invoke(command, path, "--out", tmp_path / "out", "--no-progress")
+            assert result.exit_code == 3 and f"{path}: {says}" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()

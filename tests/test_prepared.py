@@ -112,6 +112,68 @@ def test_missing_bin_is_a_corpus_error(tmp_path, tiny_text):
         open_prepared(tmp_path).split("val")
 
 
+@pytest.mark.parametrize("extra", [0, 300])  # uint8 ids, and uint16 ids (a vocabulary above 256)
+def test_an_id_beyond_the_vocabulary_is_found_in_any_piece_and_named(tmp_path, tiny_text, monkeypatch, extra):
+    text = tiny_text + "".join(chr(0x400 + i) for i in range(extra))
+    vocab = Vocab.from_text(text)
+    write_prepared(text, vocab, tmp_path, val_fraction=0.1, test_fraction=0.0)
+    dtype = data.id_dtype(len(vocab))
+    ids = np.fromfile(tmp_path / "train.bin", dtype=dtype)
+    ids[1234] = len(vocab) + 2  # a damaged or edited folder
+    ids.tofile(tmp_path / "train.bin")
+    pieces = []
+    real_fromfile = np.fromfile
+
+    def fromfile(*args, **kwargs):
+        pieces.append(kwargs["count"])
+        return real_fromfile(*args, **kwargs)
+
+    monkeypatch.setattr(data, "CHECK_IDS", 100)
+    monkeypatch.setattr(np, "fromfile", fromfile)
+    folder = open_prepared(tmp_path)
+    assert len(folder.split("val")) and max(pieces) == 100  # read in bounded pieces, not mapped whole
+    with pytest.raises(CorpusError) as info:
+        folder.split("train")
+    message = str(info.value)
+    assert str(tmp_path / "train.bin") in message and f"id {len(vocab) + 2} at position 1234" in message
+    assert f"vocabulary size {len(vocab)}" in message and "prepare the text again" in message
+
+
+def test_a_split_is_checked_once_and_not_at_all_when_just_written(tmp_path, tiny_text, monkeypatch):
+    checked = []
+    real_check = data.check_ids
+    monkeypatch.setattr(data, "check_ids", lambda path, *a: checked.append(path.name) or real_check(path, *a))
+    written = write_prepared(tiny_text, Vocab.from_text(tiny_text), tmp_path, val_fraction=0.1,
+                             test_fraction=0.0)
+    written.split("train")
+    assert checked == []  # its ids came from the vocabulary a moment ago
+    folder = open_prepared(tmp_path)
+    for _ in range(3):
+        folder.split("train")
+    assert checked == ["train.bin"]
+
+
+def test_eval_and_resume_on_a_damaged_split_are_one_line_errors(tmp_path):
+    import shutil
+
+    from _runs import invoke, train_stream_run, write_text
+
+    run = train_stream_run(tmp_path / "run", write_text(tmp_path / "t.txt", words=300))
+    size = len(open_prepared(run / "data").vocab)
+    for name, command in (("val", ("eval", run)), ("train", ("train", "--resume", run, "--no-progress"))):
+        damaged = tmp_path / f"damaged-{name}"
+        shutil.copytree(run, damaged)
+        split = damaged / "data" / f"{name}.bin"
+        ids = np.fromfile(split, dtype=np.uint8)
+        ids[5] = 200
+        ids.tofile(split)
+        result = invoke(*(damaged if part == run else part for part in command))
+        assert result.exit_code == 3, result.output
+        assert result.stderr.splitlines() == [f"charlstm: error: {split}: id 200 at position 5 is not below "
+                                              f"the vocabulary size {size}; the data folder is damaged: "
+                                              "prepare the text again"]
+
+
 def test_folder_without_meta_is_a_corpus_error(tmp_path):
     with pytest.raises(CorpusError, match=data.META_FILE):
         open_prepared(tmp_path)

@@ -14,7 +14,7 @@ from typer.testing import Result
 from _runs import invoke, sample_text
 from charlstm import train
 from charlstm.analysis.report import build_report, headline, loss_curves
-from charlstm.runs.folder import read_metrics
+from charlstm.runs.metrics import read_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EMBEDDED_PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -158,10 +162,30 @@ def test_latin1_encoding_reads_the_file(tmp_path):
     assert load_text([path], CorpusConfig(encoding="latin-1")) == data.decode("latin-1")
 
 
-def test_unknown_encoding_is_a_corpus_error(tmp_path):
-    path = _write(tmp_path, "t.txt", "text")
-    with pytest.raises(CorpusError, match="unknown encoding"):
-        load_text([path], CorpusConfig(encoding="no-such-codec"))
+@pytest.mark.parametrize(
+    ("encoding", "why"),
+    [("no-such-codec", "unknown encoding"), ("undefined", "cannot decode text"),
+     *((codec, "not a text encoding") for codec in ("rot13", "base64", "hex", "zlib", "bz2", "uu"))],
+)
+def test_an_encoding_that_cannot_read_text_is_a_setting_error(encoding, why):
+    # Python's codec registry holds bytes-to-bytes and str-to-str codecs too: no text comes of them.
+    with pytest.raises(ConfigError, match=why) as info:
+        CorpusConfig(encoding=encoding)
+    assert repr(encoding) in str(info.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "cp1252", "utf-16", "punycode", "idna"])
+def test_text_encodings_are_accepted(encoding):
+    assert CorpusConfig(encoding=encoding).encoding == encoding
+
+
+@pytest.mark.parametrize("data", [b"the cat-sat on the mat\n", b"abc-9999999"])
+def test_a_codec_that_fails_without_an_offset_is_a_corpus_error_naming_the_file(tmp_path, data):
+    path = tmp_path / "t.txt"
+    path.write_bytes(data)  # punycode raises a bare UnicodeError, not a UnicodeDecodeError, on these
+    with pytest.raises(CorpusError, match="not valid punycode") as info:
+        load_text([path], CorpusConfig(encoding="punycode"))
+    assert str(path) in str(info.value)
 
 
 def test_binary_file_is_refused(tmp_path):
@@ -190,6 +214,43 @@ def test_missing_file_is_a_corpus_error(tmp_path):
     with pytest.raises(CorpusError, match="no such file") as info:
         load_text([missing])
     assert str(missing) in str(info.value)
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+def test_a_device_is_named_for_what_it_is(device):
+    if not Path(device).exists():
+        pytest.skip(f"no {device} here")
+    with pytest.raises(CorpusError, match=f"{device}: is a character device, not a regular file"):
+        load_text([device])
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with unblocking(fifo):
+        with pytest.raises(CorpusError, match=r"pipe\.txt: is a named pipe \(FIFO\), not a regular file"):
+            load_text([fifo])
+        with pytest.raises(CorpusError, match="named pipe"):  # the reader itself, called directly
+            list(corpus.iter_decoded(fifo))
+
+
+@contextmanager
+def unblocking(fifo: Path, after: float = 10.0) -> Iterator[None]:
+    """Should the code under test open ``fifo`` (and wait for a writer), open it as one after
+    ``after`` seconds: the test then fails on its assertions instead of hanging the suite."""
+    done = threading.Event()
+
+    def release() -> None:
+        if not done.wait(after):
+            os.close(os.open(fifo, os.O_RDWR))  # O_RDWR never blocks on Linux, and counts as a writer
+
+    watchdog = threading.Thread(target=release, daemon=True)
+    watchdog.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watchdog.join()
 
 
 def test_directory_without_txt_files_is_a_corpus_error(tmp_path):

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from _runs import TINY_STREAM, invoke, train_stream_run, write_text
 from charlstm.errors import ConfigError
 from charlstm.generation.sampling import SAMPLE_TEMPERATURES
-from charlstm.runs.folder import read_metrics
+from charlstm.runs.metrics import read_metrics
 from charlstm.training import session as api
 from charlstm.training.tensorboard import TENSORBOARD_DIR
 

@@ -23,6 +23,7 @@ from charlstm.model import runtime
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import load_checkpoint, read_meta
 from charlstm.runs.loading import load_model
+from charlstm.runs.metrics import read_metrics
 from charlstm.training import session as api
 from charlstm.training.schedule import lr_factor
 
@@ -42,7 +43,7 @@ def text_file(tmp_path: Path) -> Path:
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in m.items() if k != "elapsed_s"} for m in runs.read_metrics(run_dir)]
+    return [{k: v for k, v in m.items() if k != "elapsed_s"} for m in read_metrics(run_dir)]
 
 
 def _record_losses(trainer, losses: list[float], stop_at: int | None = None) -> None:
@@ -129,7 +130,7 @@ def test_tutorial_checkpoints_on_epoch_training_loss_with_keras_names(tmp_path, 
     assert result.stop_reason == "epochs"
     names = sorted(p.name for p in result.run_dir.glob("weights-improvement-*.safetensors"))
     assert names and names[0].startswith("weights-improvement-01-")
-    epoch_losses = [m["epoch_train_loss"] for m in runs.read_metrics(result.run_dir)
+    epoch_losses = [m["epoch_train_loss"] for m in read_metrics(result.run_dir)
                     if "epoch_train_loss" in m]
     assert len(epoch_losses) == 2
     assert f"{epoch_losses[0]:.4f}" in names[0]
@@ -256,7 +257,7 @@ def test_bf16_autocast_trains_with_fp32_weights(tmp_path, text_file):
                        **{**STREAM, "max_steps": 6, "precision": "bf16", "lr": 1e-2})
     last = load_checkpoint(result.run_dir / runs.LAST)
     assert all(t.dtype == torch.float32 for t in last.model_state().values())
-    losses = [m["train_loss"] for m in runs.read_metrics(result.run_dir)]
+    losses = [m["train_loss"] for m in read_metrics(result.run_dir)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
@@ -284,7 +285,7 @@ def test_evaluations_score_the_same_capped_prefix_and_record_it(tmp_path):
     run = train_stream_run(tmp_path / "run", text, eval_max_chars=600, max_steps=7)
     val = open_prepared(runs.data_dir(run)).split("val")
     assert len(val) > 900  # the cap, not the split, decides what is scored
-    lines = [m for m in runs.read_metrics(run) if "val_loss" in m]
+    lines = [m for m in read_metrics(run) if "val_loss" in m]
     assert len(lines) >= 2
     assert {m["val_characters"] for m in lines} == {600}
     # The same rows every time: the first 600 predictions of the split, as evaluate_stream scores them.
@@ -297,7 +298,7 @@ def test_eval_max_chars_zero_scores_the_whole_split(tmp_path):
     text = write_text(tmp_path / "t.txt", words=2000)
     run = train_stream_run(tmp_path / "run", text, eval_max_chars=0, max_steps=3)
     val = open_prepared(runs.data_dir(run)).split("val")
-    [line] = [m for m in runs.read_metrics(run) if "val_loss" in m]
+    [line] = [m for m in read_metrics(run) if "val_loss" in m]
     # Rows of equal length: at most rows - 1 trailing characters are left over.
     assert len(val) - 1 - EVAL_ROWS < line["val_characters"] <= len(val) - 1
 
@@ -308,3 +309,51 @@ def test_a_finite_but_overflowing_loss_is_divergence(tmp_path):
     with pytest.raises(TrainingDivergedError):
         trainer.reporter.check_finite(800.0)
     trainer.reporter.check_finite(30.0)  # high, but a model can be there (new characters start at ~30)
+
+
+def _fit_within(trainer, seconds: float):
+    """``trainer.fit()``, failing (not hanging the suite) when it does not end in ``seconds``."""
+    import threading
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=trainer.fit()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        trainer.stop_requested.set()
+        pytest.fail(f"training did not end within {seconds} s")
+    return result["r"]
+
+
+def test_resume_from_a_checkpoint_written_at_an_epochs_end_goes_on_like_an_uninterrupted_run(
+        tmp_path, text_file):
+    # Evaluations at epoch ends only: the best checkpoint holds an epoch with every batch read.
+    settings = {**STREAM, "eval_every": 0, "epochs": 3, "lr": 1e-2}
+    whole = api.start_run([text_file], tmp_path / "whole", overrides=settings, progress_bar=False)
+    losses_whole: list[float] = []
+    _record_losses(whole, losses_whole)
+    assert whole.fit().stop_reason == "epochs"
+
+    first = api.start_run([text_file], tmp_path / "split", overrides=settings, progress_bar=False)
+    per_epoch = len(first.batches)
+    _record_losses(first, [], stop_at=per_epoch)  # stopped right after the first epoch's evaluation
+    first.fit()
+    (tmp_path / "split" / runs.LAST).unlink()  # a kill between the best checkpoint and last
+    best = read_meta(runs.resume_point(tmp_path / "split")).progress
+    assert (best.epoch, best.batch) == (0, per_epoch)  # the epoch's end, as that evaluation saw it
+    resumed = api.resume_run(tmp_path / "split", progress_bar=False)
+    losses_split: list[float] = []
+    _record_losses(resumed, losses_split)
+    assert _fit_within(resumed, 60).stop_reason == "epochs"
+    assert len(losses_split) == 2 * per_epoch == len(losses_whole) - per_epoch
+    assert losses_split == pytest.approx(losses_whole[per_epoch:], abs=1e-6)
+
+
+def test_resume_at_an_epochs_end_stops_at_once_when_its_epochs_are_done(tmp_path, text_file):
+    api.train([text_file], out_dir=tmp_path / "run", **{**STREAM, "eval_every": 0, "epochs": 1})
+    (tmp_path / "run" / runs.LAST).unlink()
+    step = read_meta(runs.resume_point(tmp_path / "run")).progress.step
+    resumed = api.resume_run(tmp_path / "run", overrides={"epochs": 1, "time_budget": 5},
+                             progress_bar=False)
+    result = _fit_within(resumed, 60)
+    assert (result.stop_reason, result.progress.step) == ("epochs", step)

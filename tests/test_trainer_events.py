@@ -13,6 +13,7 @@ from charlstm import presets
 from charlstm.data.prepared import write_prepared
 from charlstm.data.vocab import Vocab
 from charlstm.runs import folder as runs
+from charlstm.runs.metrics import read_metrics
 from charlstm.training import session as api
 from charlstm.training.events import (
     CheckpointSaved,
@@ -52,7 +53,7 @@ def test_observers_hear_every_step_evaluation_and_checkpoint_in_order(tmp_path, 
     assert reports == [("ReportStart", 3), ("ReportEnd", 3), ("ReportStart", 6), ("ReportEnd", 6),
                        ("ReportStart", 7), ("ReportEnd", 7)]
     ends = [e for e in heard if isinstance(e, ReportEnd)]
-    assert [e.record for e in ends] == runs.read_metrics(tmp_path / "run")
+    assert [e.record for e in ends] == read_metrics(tmp_path / "run")
     saved = [e for e in heard if isinstance(e, CheckpointSaved)]
     assert sum(not e.best for e in saved) == 3 and all(e.path.parent == tmp_path / "run" for e in saved)
     assert {e.path.name for e in saved if not e.best} == {runs.LAST}

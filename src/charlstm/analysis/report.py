@@ -30,8 +30,9 @@ from charlstm.generation.sampling import SAMPLE_TEMPERATURES
 from charlstm.model.loss import NATS_TO_BITS, bits_per_char
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.checkpoint import read_meta
-from charlstm.runs.folder import LAST, best_record, data_dir, read_metrics, read_record
+from charlstm.runs.folder import LAST, data_dir, read_record
 from charlstm.runs.loading import LoadedModel, load_model
+from charlstm.runs.metrics import best_record, read_metrics
 
 REPORT_FILE = "report.html"
 TRAINING_LABELS = {  # metrics.jsonl key -> what it is

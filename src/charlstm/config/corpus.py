@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
+
+from charlstm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -16,3 +19,27 @@ class CorpusConfig:
     # as another tool read it (the Keras tutorial's Python 2 read bytes, '\r' and BOM included).
     normalize: bool = True
 
+    def __post_init__(self) -> None:
+        check_text_encoding(self.encoding)
+
+
+def check_text_encoding(encoding: str) -> None:
+    """Refuse a codec that cannot turn a file's bytes into text.
+
+    Python's codec registry also holds bytes-to-bytes codecs (base64, zlib, bz2, hex, uu) and
+    str-to-str ones (rot13), which it marks as not text encodings, and ``undefined``, which
+    refuses to decode anything: each would fail with a traceback in the middle of reading.
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):  # ValueError: a name with a NUL in it
+        raise ConfigError(f"unknown encoding {encoding!r}; use a text encoding such as utf-8 or "
+                          "latin-1") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(f"encoding {encoding!r} is not a text encoding (it turns bytes into bytes "
+                          "or text into text); use a text encoding such as utf-8 or latin-1")
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(b"", final=True)
+    except (UnicodeError, LookupError, TypeError, ValueError):
+        raise ConfigError(f"encoding {encoding!r} cannot decode text; use a text encoding such as "
+                          "utf-8 or latin-1") from None

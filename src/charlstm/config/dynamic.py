@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from charlstm.errors import ConfigError
+from charlstm.config.ranges import FRACTION, SIZE, Range, check_ranges
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,10 @@ class DynamicConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.seq_len < 1:
-            raise ConfigError("dynamic evaluation needs lr > 0 and seq_len >= 1")
-        if not 0.0 <= self.decay < 1.0 or not 0.0 < self.beta2 < 1.0:
-            raise ConfigError("dynamic evaluation needs decay in [0, 1) and beta2 in (0, 1)")
+        check_ranges(self, DYNAMIC_RANGES)
+
+
+DYNAMIC_RANGES = {
+    "lr": Range(0, 10, low_open=True), "seq_len": SIZE, "decay": FRACTION,
+    "beta2": Range(0, 1, low_open=True, high_open=True), "eps": Range(0, 1, low_open=True),
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from charlstm.config.choices import Cell, GateActivation, Init, InputEncoding, coerce_choices
+from charlstm.config.ranges import FRACTION, SIZE, Range, check_ranges
 from charlstm.errors import ConfigError
 
 
@@ -33,11 +34,7 @@ class ModelConfig:
         coerce_choices(self)
         if self.gate_activation != GateActivation.SIGMOID and self.cell != Cell.LSTM:
             raise ConfigError("gate_activation applies to the lstm cell only")
-        if self.hidden_size < 1 or self.num_layers < 1 or self.embedding_size < 1:
-            raise ConfigError("hidden_size, num_layers and embedding_size must be positive")
-        for name in ("dropout", "input_dropout", "embedding_dropout", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        check_ranges(self, MODEL_RANGES)
         if (self.weight_drop or self.locked_dropout) and (
                 self.cell != Cell.LSTM or self.gate_activation != GateActivation.SIGMOID):
             raise ConfigError("weight_drop and locked_dropout need the lstm cell with sigmoid gates")
@@ -53,3 +50,11 @@ class ModelConfig:
         """Features per time step entering the first recurrent layer."""
         return {InputEncoding.EMBEDDING: self.embedding_size, InputEncoding.ONE_HOT: self.vocab_size,
                 InputEncoding.SCALAR: 1}[self.input_encoding]
+
+
+MODEL_RANGES = {
+    "vocab_size": Range(0, 65_536),  # 0 until the text fills it in; token files hold uint16 ids
+    "embedding_size": SIZE, "hidden_size": SIZE,
+    "num_layers": Range(1, 64),  # far past where deeper char-LSTMs stop helping
+    "dropout": FRACTION, "input_dropout": FRACTION, "embedding_dropout": FRACTION, "weight_drop": FRACTION,
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from charlstm.config.choices import UnknownPolicy, coerce_choices
+from charlstm.config.ranges import Range, check_ranges
 from charlstm.errors import ConfigError
 
 
@@ -24,11 +25,28 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         coerce_choices(self)
-        if self.length < 0 or self.num_samples < 1:
-            raise ConfigError("length must be >= 0 and num_samples >= 1")
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be positive (use --greedy for argmax)")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError("top_k must be at least 1")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ConfigError("top_p must be in (0, 1]")
+        if self.greedy and self.temperature == 0:  # greedy ignores the temperature; 0 says the same
+            object.__setattr__(self, "temperature", 1.0)
+        if self.temperature == 0:
+            raise ConfigError("temperature must be positive; for the most likely character at every "
+                              "step set greedy", hint="--greedy")
+        check_ranges(self, SAMPLE_RANGES)
+        if self.temperature < GREEDY_BELOW:
+            object.__setattr__(self, "greedy", True)
+        if self.unknown == UnknownPolicy.REPLACE and self.replacement is None:
+            raise ConfigError("unknown replace needs the replacement character to put in their place",
+                              hint='--replacement " "')
+
+
+# A temperature this small leaves float32 logits no choice but the most likely character, and
+# scaling by it underflows (to 0, or a NaN against an infinite noise draw): it is greedy.
+GREEDY_BELOW = 1e-30
+
+SAMPLE_RANGES = {
+    "length": Range(0, 10**8),
+    # Finite and at most 100, as the service takes it: past that every model is all but uniform.
+    "temperature": Range(0, 100, low_open=True),
+    "top_k": Range(1, 65_536), "top_p": Range(0, 1, low_open=True),
+    "num_samples": Range(1, 10_000),  # one batch: each sample is a row of state in memory
+    "seed": Range(0, 2**63, high_open=True),  # torch's seeds; the service takes the same
+}

@@ -12,6 +12,7 @@ from charlstm.config.choices import (
     Precision,
     coerce_choices,
 )
+from charlstm.config.ranges import COUNT, FRACTION, SIZE, Range, check_ranges
 from charlstm.errors import ConfigError
 
 
@@ -60,30 +61,46 @@ class TrainConfig:
         coerce_choices(self)
         if self.eval_max_chars is None:  # how runs before the cap wrote "all"
             object.__setattr__(self, "eval_max_chars", 0)
-        checks = {
-            "seq_len, batch_size and log_every must be positive": min(
-                self.seq_len, self.batch_size, self.log_every
-            )
-            > 0,
-            "sample_every and sample_length must be >= 0": min(self.sample_every, self.sample_length) >= 0,
-            "lr must be positive": self.lr > 0,
-            "keep_best must be at least 1": self.keep_best >= 1,
-            "eval_every must be >= 0 (0: at epoch ends only)": self.eval_every >= 0,
-            "eval_max_chars must be >= 0 (0: all)": self.eval_max_chars >= 0,
-            "weight_decay, grad_clip and warmup_steps must be >= 0": min(
-                self.weight_decay, self.grad_clip, self.warmup_steps) >= 0,
-            "adam_eps must be positive": self.adam_eps > 0,
-            "beta2 must be in [0, 1)": 0.0 <= self.beta2 < 1.0,
-            "min_lr_ratio must be in [0, 1]": 0.0 <= self.min_lr_ratio <= 1.0,
-            "seed must be in [0, 2**32)": 0 <= self.seed < 2**32,  # NumPy's seeds stop there
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise ConfigError(message)
-        for name in ("epochs", "max_steps", "time_budget"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be positive")
+        check_ranges(self, TRAIN_RANGES)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("val_fraction + test_fraction must leave some text to train on (below 1)")
+        check_checkpoint_name(self.checkpoint_name)
+
+
+TRAIN_RANGES = {
+    "seq_len": SIZE, "batch_size": SIZE, "epochs": Range(1, 10**9), "max_steps": Range(1, 10**12),
+    "time_budget": Range(0, 10**8, low_open=True),  # seconds: about three years
+    "lr": Range(0, 10, low_open=True), "beta2": FRACTION, "adam_eps": Range(0, 1, low_open=True),
+    "weight_decay": Range(0, 10), "grad_clip": Range(0, 10**6), "warmup_steps": COUNT,
+    "min_lr_ratio": Range(0, 1), "val_fraction": FRACTION, "test_fraction": FRACTION,
+    "eval_every": COUNT, "eval_max_chars": Range(0, 10**15), "keep_best": Range(1, 10**6),
+    "seed": Range(0, 2**32, high_open=True),  # NumPy's seeds stop there
+    "log_every": Range(1, 10**9), "sample_every": COUNT, "sample_length": Range(0, 10**6),
+}
+
+CHECKPOINT_FIELDS = {"epoch": 1, "step": 1, "loss": 1.0}  # what checkpoint_name may use
+_LONGEST_FIELDS = {"epoch": 10**9, "step": 10**12, "loss": 708.123456789}  # about its longest (MAX_LOSS)
+
+
+def check_checkpoint_name(template: str) -> None:
+    """A checkpoint name is a format of epoch, step and loss that gives a file name in the run folder.
+
+    Checked before training, so a bad one is not found at the first best checkpoint, and a name
+    never reaches outside the run folder (where pruning would delete files).
+    """
+    try:
+        name = template.format(**CHECKPOINT_FIELDS)
+        longest = template.format(**_LONGEST_FIELDS)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"checkpoint_name {template!r} is not a usable name ({type(exc).__name__}: "
+                          f"{exc}); it may use {{epoch}}, {{step}} and {{loss}} with format specs such "
+                          "as {step:06d} or {loss:.4f}") from None
+    if (not name or name in (".", "..") or any(c in name for c in "/\\\0:") or name.startswith(".tmp-")
+            or name == "last"):
+        raise ConfigError(f"checkpoint_name {template!r} gives {name!r}: it must be a plain file name in "
+                          "the run folder (no folder part, not 'last', not starting '.tmp-')")
+    if len(longest.encode("utf-8")) > 200:  # file systems stop at 255 bytes, with the suffix
+        raise ConfigError(f"checkpoint_name {template!r} can give names longer than 200 bytes")
 
 
 # Settings a resumed run may change: when to stop, where to run, how often to report.

@@ -20,7 +20,15 @@ import numpy as np
 from tqdm import tqdm
 
 from charlstm.config.corpus import CorpusConfig
-from charlstm.data.prepared import META_FILE, PreparedData, SplitWriter, id_dtype, prepared_meta, split_sizes
+from charlstm.data.prepared import (
+    META_FILE,
+    SPLITS,
+    PreparedData,
+    SplitWriter,
+    id_dtype,
+    prepared_meta,
+    split_sizes,
+)
 from charlstm.data.sources import iter_clean, list_sources
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, CorpusError
@@ -110,4 +118,4 @@ def prepare_corpus(
     writer.close(meta)
     log.info("prepared %s: %d characters, vocabulary %d, %s", out_dir, length, len(vocab),
              ", ".join(f"{k} {v}" for k, v in sizes.items()))
-    return PreparedData(out_dir, vocab, meta)
+    return PreparedData(out_dir, vocab, meta, checked=set(SPLITS))  # every id came from the lookup

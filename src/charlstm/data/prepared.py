@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from charlstm.errors import CharLSTMError, CorpusError
 
 META_FILE = "meta.json"
 SPLITS = ("train", "val", "test")
+CHECK_IDS = 1 << 22  # ids read at a time when checking a split against the vocabulary
 
 
 def id_dtype(vocab_size: int) -> np.dtype:
@@ -56,6 +57,8 @@ class PreparedData:
     root: Path
     vocab: Vocab
     meta: dict  # meta.json as written by ``prepared_meta``; read through the properties below
+    # Splits known to hold only ids of the vocabulary: checked once, or written from it just now.
+    checked: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
@@ -85,7 +88,34 @@ class PreparedData:
         dtype = np.dtype(self.meta["dtype"])
         if not path.exists() or path.stat().st_size != size * dtype.itemsize:
             raise CorpusError(f"{path}: missing or truncated (expected {size} ids)")
+        if name not in self.checked:
+            check_ids(path, dtype, len(self.vocab))
+            self.checked.add(name)
         return np.memmap(path, dtype=dtype, mode="r", shape=(size,))
+
+
+def check_ids(path: Path, dtype: np.dtype, vocab_size: int) -> None:
+    """Refuse a split file holding an id the vocabulary lacks (a damaged or edited folder):
+    the embedding would fail on it mid-run with an IndexError.
+
+    Read through a small buffer, not the memmap: paging a 1 GB split in through a memmap
+    would add its size to the process's resident memory. It costs one read of the file at
+    memory speed, and nothing when every value the dtype holds is an id.
+    """
+    if vocab_size > np.iinfo(dtype).max:
+        return
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            while len(ids := np.fromfile(f, dtype=dtype, count=CHECK_IDS)):
+                if ids.max() >= vocab_size:
+                    bad = int(np.flatnonzero(ids >= vocab_size)[0])
+                    raise CorpusError(f"{path}: id {int(ids[bad])} at position {offset + bad} is not "
+                                      f"below the vocabulary size {vocab_size}; the data folder is "
+                                      "damaged: prepare the text again")
+                offset += len(ids)
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 class SplitWriter:
@@ -153,7 +183,7 @@ def write_prepared(
     meta = prepared_meta(vocab, dtype, sizes, hashlib.sha256(text.encode("utf-8")).hexdigest(),
                          **(extra_meta or {}))
     writer.close(meta)
-    return PreparedData(out_dir, vocab, meta)
+    return PreparedData(out_dir, vocab, meta, checked=set(SPLITS))  # encoded from the vocabulary
 
 
 def open_prepared(root: Path) -> PreparedData:

@@ -9,12 +9,14 @@ CRLF and CR into LF, Unicode NFC, strip Project Gutenberg's header and footer
 when their markers are present, trim blank lines around the body, optionally
 lowercase. Files are decoded and cleaned in pieces, so no file is read whole.
 
-Refused, each with a ``CorpusError`` naming the file: a file that cannot be read;
-a NUL byte anywhere (binary; or UTF-16/32 read as something else, which the
-message says with the encoding to set) or, in UTF-16/32, a NUL character; a
-corpus with no character but whitespace. A file with no character but whitespace
-among others with text is only a warning: it is kept as it is, since blank space
-between documents is still text, but it is most likely a mistake.
+Refused, each with a ``CorpusError`` naming the file: a path that is no regular
+file (a named pipe, a device such as /dev/zero: never opened, so never waited on);
+a file that cannot be read; a NUL byte anywhere (binary; or UTF-16/32 read as
+something else, which the message says with the encoding to set) or, in
+UTF-16/32, a NUL character; a corpus with no character but whitespace. A file
+with no character but whitespace among others with text is only a warning: it is
+kept as it is, since blank space between documents is still text, but it is most
+likely a mistake.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import logging
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -63,10 +66,30 @@ def list_sources(paths: Iterable[str | Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise CorpusError(f"{path}: no such file or directory")
+            raise CorpusError(f"{path}: {_not_a_file(path)}")
     if not files:
         raise CorpusError("no input text given")
     return files
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path``, neither a regular file nor a folder, cannot be a text.
+
+    A pipe or a device is refused before anything opens it: opening a pipe waits for a writer,
+    /dev/zero never ends, and the corpus is read twice, which a stream cannot give.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file or directory"
+    except OSError as exc:  # a loop of links, a folder on the way that may not be entered
+        return f"cannot read it ({exc.strerror or exc})"
+    kind = next((name for test, name in _KINDS if test(mode)), "something else")
+    return f"is {kind}, not a regular file; give a text file or a folder of .txt files"
 
 
 def _sniff_wide(sample: bytes) -> tuple[str, str] | None:
@@ -147,6 +170,8 @@ def iter_decoded(
         codec = codecs.lookup(encoding).name
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
+    if not path.is_file():  # a pipe would block the open below until something writes to it
+        raise CorpusError(f"{path}: {_not_a_file(path)}")
     try:
         f = open(path, "rb")  # noqa: SIM115 - the with below closes it; the try guards only the opening
     except OSError as exc:  # no permission, most often
@@ -177,6 +202,8 @@ def _decode_stream(
             what = f"not valid {encoding} at byte offset {offset + exc.start}"
             raise (_wide_error(path, encoding, head, what)
                    or CorpusError(f"{path}: {what}; pass --encoding with the file's real encoding")) from None
+        except ValueError as exc:  # codecs such as punycode and idna fail with no offset to give
+            raise _undecodable(path, encoding, offset, exc) from None
         nul = text.find("\x00") if wide else -1
         if nul >= 0:
             raise _nul_error(path, encoding, head, f"NUL character at character offset {chars + nul}")
@@ -190,6 +217,14 @@ def _decode_stream(
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{path}: not valid {encoding}: truncated at byte offset "
                           f"{offset + exc.start}") from None
+    except ValueError as exc:
+        raise _undecodable(path, encoding, offset, exc) from None
+
+
+def _undecodable(path: Path, encoding: str, offset: int, exc: ValueError) -> CorpusError:
+    """The error for a decoder that failed without saying where (offset: the piece's start)."""
+    return CorpusError(f"{path}: not valid {encoding} (from byte offset {offset}: {exc}); pass "
+                       "--encoding with the file's real encoding")
 
 
 def iter_clean(

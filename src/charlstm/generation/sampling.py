@@ -16,7 +16,9 @@ def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
     """
     logits = logits.float()
     if config.temperature != 1.0:
-        logits = logits / config.temperature
+        # The best at 0 first: at a tiny temperature l / T overflows to inf, and top-p's softmax
+        # would turn inf - inf into NaN; shifted, the others only fall towards -inf.
+        logits = (logits - logits.amax(dim=-1, keepdim=True)) / config.temperature
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -100,14 +100,15 @@ def export(loaded: LoadedModel, fmt: str, out: Path, *, force: bool = False) -> 
     An existing file (or a non-empty folder) is written over only with ``force``, and never
     one in a run folder: pruning or resuming there would mix it up with the run's own files.
     """
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     check_outside_runs(out)
-    if fmt != "hf" and out.exists() and not force:
-        raise ConfigError(f"{out} exists; choose another --out, or --force to write over it",
-                          hint="--force, or another --out")
     if fmt == "hf":
         return export_hf(loaded, out, force=force)
-    if fmt == "onnx":
-        return export_onnx(loaded, out)
-    if fmt == "safetensors":
-        return export_safetensors(loaded, out)
-    raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if out.is_dir():  # not even with force: a folder is not written over by a file
+        raise ConfigError(f"{out} is a folder; a {fmt} export is one file: name the file to write",
+                          hint=f"--out {out / ('model.' + fmt)}")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; choose another --out, or --force to write over it",
+                          hint="--force, or another --out")
+    return export_onnx(loaded, out) if fmt == "onnx" else export_safetensors(loaded, out)

@@ -6,7 +6,8 @@
     DIR/README.md          a model card: YAML front matter, then how to generate and how to upload
 
 charlstm reads the folder back (``runs.loading.hf_weights``) from model.safetensors alone; the
-other files describe it to people and to the Hub. Nothing here touches the network.
+other files describe it to people and to the Hub (where they contradict it, loading warns and
+keeps to model.safetensors). Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from charlstm.errors import ConfigError
 from charlstm.model.loss import bits_per_char
 from charlstm.runs.checkpoint import save_checkpoint
 from charlstm.runs.folder import read_record
-from charlstm.runs.loading import HF_CONFIG, HF_LIBRARY, HF_WEIGHTS, LoadedModel
+from charlstm.runs.loading import HF_CONFIG, HF_LIBRARY, HF_VOCAB, HF_WEIGHTS, LoadedModel
 
-VOCAB_FILE = "vocab.json"
 CARD_FILE = "README.md"
-FILES = (HF_CONFIG, HF_WEIGHTS, VOCAB_FILE, CARD_FILE)
+FILES = (HF_CONFIG, HF_WEIGHTS, HF_VOCAB, CARD_FILE)
 TAGS = ("charlstm", "character-level", "lstm", "text-generation")
 
 
@@ -42,7 +42,7 @@ def export_hf(loaded: LoadedModel, out: Path, *, force: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / HF_WEIGHTS, model=loaded.model, meta=loaded.meta)  # no training state
     _write_json(out / HF_CONFIG, hf_config(loaded))
-    _write_json(out / VOCAB_FILE, {ch: i for i, ch in enumerate(loaded.vocab.to_list())})
+    _write_json(out / HF_VOCAB, {ch: i for i, ch in enumerate(loaded.vocab.to_list())})
     (out / CARD_FILE).write_text(model_card(loaded, out.resolve().name), encoding="utf-8")
     return out
 

@@ -11,7 +11,9 @@ trained on, as the tutorial's code did (the whole file, lowercased, sorted set
 of its characters; no Gutenberg stripping, no newline changes). Python 2 read
 the file as bytes (the 2017 tutorial: BOM bytes and ``'\\r'`` are symbols);
 Python 3 reads UTF-8 text with universal newlines. Whichever reading gives the
-vocabulary size the weights expect is used.
+vocabulary size the weights expect is used, and recorded as the run's cleaning; its
+encoding describes the tutorial's file only: a fine-tune reads its new text as its own
+``encoding`` setting says (training.finetune).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import random
 
 import numpy as np
@@ -18,19 +19,23 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU."""
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; a named device must exist here."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (or torch is a CPU build)")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: Apple's MPS backend is not available")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name}: no CUDA device is available (or torch is a CPU build)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"numbered from 0")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device mps: Apple's MPS backend is not available")
     return torch.device(name)
 
 
@@ -54,3 +59,11 @@ def bf16_lstm_runs(device: str) -> bool:
     except RuntimeError:  # oneDNN: "could not create a primitive descriptor" on CPUs without AVX-512
         return False
     return True
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -100,16 +100,30 @@ def save_checkpoint(
     # One RNG state per training process (rank order); a lone process saves its own.
     for rank, state in enumerate(rng_states or [torch.get_rng_state()]):
         tensors["rng/torch" if rank == 0 else f"rng/torch/{rank}"] = state
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         save_file(tensors, tmp, metadata={_META_KEY: json.dumps(record)})
+        os.chmod(tmp, 0o644)  # as other files of the run, not mkstemp's 0600
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:  # a full disk, a quota: the previous file is intact
+        raise _write_error(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _write_error(path: Path, exc: Exception) -> OSError:
+    """A failed write as an OSError about ``path`` (not the temporary file): the disk's, not the run's."""
+    if isinstance(exc, OSError):
+        return OSError(exc.errno, f"cannot write the checkpoint ({exc.strerror or exc}); the previous one, "
+                       "if any, is kept", str(path))
+    return OSError(f"{path}: cannot write the checkpoint ({exc}); the previous one, if any, is kept")
 
 
 def _read_header(path: Path, with_shapes: bool = False) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:

@@ -1,7 +1,7 @@
 """Run folders: where a training run keeps its config, metrics, data and checkpoints.
 
     RUN/config.json        resolved model, train and corpus configs, sources
-    RUN/metrics.jsonl      one JSON line per evaluation
+    RUN/metrics.jsonl      one JSON line per evaluation (``metrics``)
     RUN/data/              the prepared splits (train.bin, val.bin, meta.json)
     RUN/last.safetensors   the latest state, for resume
     RUN/<best>.safetensors the best k by the run's metric
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,14 @@ from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
 from charlstm.data.prepared import META_FILE, SPLITS
 from charlstm.errors import CheckpointError
 from charlstm.runs.checkpoint import SUFFIX, read_meta
+from charlstm.runs.files import remove_own, write_atomic
 from charlstm.runs.manifest import MANIFEST_FILE, read_manifest, write_manifest
 from charlstm.runs.meta import parse_configs
+from charlstm.runs.metrics import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
 DATA_DIR = "data"
 LAST = "last" + SUFFIX
 
@@ -118,11 +117,26 @@ def is_run_folder(path: Path) -> bool:
 
 
 def check_outside_runs(path: Path) -> None:
-    """Refuse a path that is a run folder or inside one: a command writing there would mix its files in."""
-    for folder in (path, *path.parents)[:2]:
+    """Refuse a path that is a run folder or anywhere inside one: a command writing there would mix
+    its files in. Resolved first, so neither ``..`` nor a link leads back into a run."""
+    resolved = path.resolve()
+    for folder in (resolved, *resolved.parents):
         if is_run_folder(folder):
-            raise CheckpointError(f"{path} is {'inside ' if folder != path else ''}the run folder {folder}; "
-                                  "choose an --out outside it")
+            where = "inside the" if folder != resolved else "the"
+            raise CheckpointError(f"{path} is {where} run folder {folder}; choose an --out outside it")
+
+
+def make_folder(out_dir: Path) -> bool:
+    """Create a new run's folder (and its parents); whether this call created it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another output folder")
+    try:
+        out_dir.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise CheckpointError(f"{out_dir}: cannot create the run folder ({exc.strerror})") from None
+    return True
 
 
 def check_fresh(out_dir: Path, *, overwrite: bool = False) -> None:
@@ -144,10 +158,8 @@ def check_fresh(out_dir: Path, *, overwrite: bool = False) -> None:
         raise CheckpointError(f"{out_dir} holds a run that stopped before its first checkpoint: {resume}"
                               "--overwrite replaces it",
                               hint=f"--resume {out_dir}, or --overwrite" if configured else "--overwrite")
-    for name in (CONFIG_FILE, METRICS_FILE, MANIFEST_FILE, "train.log"):
-        (out_dir / name).unlink(missing_ok=True)
-    for name in (DATA_DIR, "tensorboard"):
-        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in (CONFIG_FILE, METRICS_FILE, MANIFEST_FILE, "train.log", DATA_DIR, "tensorboard"):
+        remove_own(out_dir / name)
     log.info("%s: replaced a run that had no checkpoint", out_dir)
 
 
@@ -241,46 +253,7 @@ def run_dir_of(checkpoint_path: Path) -> Path | None:
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
-def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    """Append one line; a partial last line (a kill mid-write) is cut off first, not glued onto."""
-    path = run_dir / METRICS_FILE
-    with open(path, "a+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size:
-            f.seek(size - 1)
-            if f.read(1) != b"\n":  # rare, so only then is the whole file read
-                f.seek(0)
-                keep = f.read().rfind(b"\n") + 1
-                log.warning("%s: dropping a partial last line (%d bytes)", path, size - keep)
-                f.truncate(keep)
-        f.seek(0, os.SEEK_END)
-        f.write((json.dumps(record) + "\n").encode("utf-8"))
-
-
-def best_record(metrics: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
-    """The metrics record with the lowest ``key`` (first on ties), or None when none has it."""
-    scored = [m for m in metrics if m.get(key) is not None]
-    return min(scored, key=lambda m: m[key]) if scored else None
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS_FILE
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        try:
-            record = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            record = None
-            log.warning("%s: skipping line %d, which is not a JSON record", path, number)
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
+    write_atomic(run_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
 
 def config_record(model: ModelConfig, train: TrainConfig, corpus: CorpusConfig, **extra: Any) -> dict:

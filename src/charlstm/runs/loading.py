@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,16 @@ from charlstm.errors import CheckpointError
 from charlstm.framing import Framing, framing_for
 from charlstm.model.network import CharLSTM, describe_shapes
 from charlstm.runs.checkpoint import Checkpoint, load_checkpoint, read_header
-from charlstm.runs.folder import (
-    best_checkpoints,
-    best_record,
-    data_dir,
-    read_metrics,
-    resolve_checkpoint,
-    run_dir_of,
-)
+from charlstm.runs.folder import best_checkpoints, data_dir, resolve_checkpoint, run_dir_of
 from charlstm.runs.meta import CheckpointMeta
+from charlstm.runs.metrics import best_record, read_metrics
+
+log = logging.getLogger(__name__)
 
 # A model folder in the Hugging Face Hub layout (interop.hf writes it): named here, where it is read.
 HF_CONFIG = "config.json"
 HF_WEIGHTS = "model.safetensors"  # a self-contained charlstm checkpoint, like any other
+HF_VOCAB = "vocab.json"  # {character: id}, for other tools: the checkpoint holds the vocabulary
 HF_LIBRARY = "charlstm"  # config.json's library_name: what tells it from a run folder's config.json
 
 
@@ -43,6 +41,48 @@ def hf_weights(path: Path) -> Path | None:
     except (OSError, ValueError):
         return None  # not ours to judge: resolve_checkpoint then says what the folder lacks
     return weights if isinstance(raw, dict) and raw.get("library_name") == HF_LIBRARY else None
+
+
+def check_hf_files(weights: Path, meta: CheckpointMeta) -> None:
+    """Warn where a model folder's config.json or vocab.json contradicts its model.safetensors.
+
+    The checkpoint is self-contained and is what loads; the other two only describe it to people
+    and other tools, so one edited by hand or copied from another model is named, not followed.
+    """
+    folder, framing = weights.parent, framing_for(meta.train_config)
+    said = {**asdict(meta.model_config), "framing": framing.name, "seq_len": framing.seq_len}
+    try:
+        config = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict):  # hf_weights found an object a moment ago: only a race gets here
+        config = {}
+    for name, value in said.items():
+        if name in config and config[name] != value:
+            log.warning("%s: %s is %s, but %s holds %s; using %s", folder / HF_CONFIG, name,
+                        json.dumps(config[name]), HF_WEIGHTS, json.dumps(value), HF_WEIGHTS)
+    vocab_path = folder / HF_VOCAB
+    if not vocab_path.is_file():
+        return  # other tools lose their map, but nothing contradicts the checkpoint
+    ids = {char: i for i, char in enumerate(meta.vocab)}
+    try:
+        listed = json.loads(vocab_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        listed = None
+    if listed != ids:
+        log.warning("%s: %s; using %s", vocab_path, _vocab_difference(listed, ids), HF_WEIGHTS)
+
+
+def _vocab_difference(listed: object, ids: dict[str, int]) -> str:
+    """The first entry where vocab.json (``listed``) and the checkpoint's ``ids`` disagree."""
+    if not isinstance(listed, dict):
+        return "not a readable {character: id} object"
+    for char, i in ids.items():
+        if listed.get(char) != i:
+            there = "missing" if char not in listed else f"id {json.dumps(listed[char])}"
+            return f"character {char!r} is {there} there, but id {i} in {HF_WEIGHTS}"
+    extra = next(char for char in listed if char not in ids)
+    return f"character {extra!r} is not in {HF_WEIGHTS}'s vocabulary"
 
 
 def resolve_model_path(path: Path, which: str = "best") -> Path:
@@ -123,6 +163,8 @@ def load_model(path: Path, device: torch.device | str = "cpu", which: str = "bes
                allow_nonfinite: bool = False) -> LoadedModel:
     """Load a run folder's best (or a given) checkpoint, or a Hub-layout model folder, for inference."""
     ckpt = load_checkpoint(resolve_model_path(Path(path), which))
+    if hf_weights(ckpt.path.parent) == ckpt.path:
+        check_hf_files(ckpt.path, ckpt.meta)
     model = build_model(ckpt, device, allow_nonfinite=allow_nonfinite)
     model.eval()
     return LoadedModel(model, ckpt.meta, ckpt.path)
@@ -158,6 +200,8 @@ def run_info(path: Path) -> RunSummary:
     """Summarise a run folder (its best checkpoint), a model folder or a checkpoint file; reads no weights."""
     checkpoint = resolve_model_path(Path(path))
     meta, shapes = read_header(checkpoint)
+    if hf_weights(Path(path)) == checkpoint:  # the folder named, not its file (serve names the file)
+        check_hf_files(checkpoint, meta)
     parameters = check_shapes(meta, shapes, checkpoint)
     run_dir = _run_dir(checkpoint)
     if run_dir is None:

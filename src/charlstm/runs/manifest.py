@@ -2,9 +2,10 @@
 
 Pruning deletes only files named here, so a file a user put in the run folder (an export, a
 copy) is never deleted and never taken for one of the run's own. The manifest is rewritten
-atomically after each best checkpoint is saved and after each pruned one is deleted, so a
-kill between the two leaves at worst an unlisted file (kept, reported) or a listed one that
-is gone (skipped).
+atomically before each best checkpoint is written and after each pruned one is deleted, so
+a kill between the two leaves at worst a listed file that is gone (forgotten on resume), never
+a file the run disowns. A listed name is a plain file name in the run folder: a tampered
+entry ("../x", a path) is skipped, never deleted.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
+
+from charlstm.runs.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +29,27 @@ def read_manifest(run_dir: Path) -> dict[str, float] | None:
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return {str(entry["name"]): float(entry["metric"]) for entry in raw["best"]}
+        listed = {str(entry["name"]): float(entry["metric"]) for entry in raw["best"]}
     except (OSError, ValueError, TypeError, KeyError) as exc:
         log.warning("%s: unreadable (%s); reading the checkpoints themselves instead", path, exc)
         return None
+    outside = [name for name in listed if not is_plain_name(name)]
+    for name in outside:
+        log.warning("%s: ignoring %r, which is not a file name in the run folder", path, name)
+        del listed[name]
+    return listed
+
+
+def is_plain_name(name: str) -> bool:
+    """A file name in a folder: no path separator, not ``.`` or ``..``, nothing empty."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name \
+        and os.sep not in name and "\0" not in name
 
 
 def write_manifest(run_dir: Path, best: dict[str, float]) -> None:
     """Replace the manifest atomically: a reader sees the old list or the new, never half of one."""
     record = {"best": [{"name": name, "metric": metric} for name, metric in best.items()]}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, run_dir / MANIFEST_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(run_dir / MANIFEST_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def remove_temporaries(run_dir: Path) -> list[Path]:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from charlstm.errors import CharLSTMError
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -33,6 +35,16 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def raise_rank0_failure(self, failure: CharLSTMError | None, error: type[CharLSTMError],
+                            doing: str) -> None:
+        """Every rank learns whether rank 0 failed at ``doing`` (a collective call): rank 0 raises
+        its own error, the others ``error`` saying so, instead of waiting for it at the next call."""
+        rank0_failure = self.gather_objects(str(failure) if failure else None)[0]
+        if failure:
+            raise failure
+        if rank0_failure:
+            raise error(f"rank 0 could not {doing}: {rank0_failure}")
 
     def gather_objects(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order (a one-item list without DDP)."""

@@ -1,7 +1,8 @@
 """Fine-tuning: a new run that starts from another run's weights, on new text.
 
 The new run keeps the source's architecture, framing (and window length) and cleaning; the
-user may change its regularisation, its training settings and its cleaning flags. Training
+user may change its regularisation, its training settings and its cleaning flags. The new text
+is read with the ``encoding`` given for it (default utf-8), not with the source's. Training
 settings start from the source's recipe, or from ``--preset`` when one is given; the optimizer
 and schedule start afresh. The vocabulary is the source's, in its order, followed by the new
 text's other characters (sorted); ``strict_vocab`` refuses those instead (model/growth.py says
@@ -63,7 +64,9 @@ def fine_tune_configs(source: Source, preset: str | None, overrides: dict[str, A
     if fixed:
         raise ConfigError(f"--init-from keeps the model's architecture: cannot change {', '.join(fixed)}")
     model_cfg = replace(meta.model_config, **parts["model"])
-    corpus_cfg = replace(meta.corpus_config, **parts["corpus"])
+    # The cleaning carries over, but not the encoding: it said how the source's files were stored
+    # (an imported Keras run's latin-1 is Python 2's bytes), nothing about the new text's.
+    corpus_cfg = replace(meta.corpus_config, **{"encoding": CorpusConfig().encoding, **parts["corpus"]})
     base = presets.resolve(preset)[1] if preset else meta.train_config
     train_cfg = replace(base, **parts["train"])
     src = meta.train_config

@@ -14,7 +14,7 @@ import torch
 
 from charlstm.errors import TrainingDivergedError
 from charlstm.model.loss import MAX_LOSS, EvalResult
-from charlstm.runs import folder
+from charlstm.runs.metrics import append_metrics
 from charlstm.training.events import ReportEnd, ReportStart
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Reporter:
             record.update({f"val_{k}": v for k, v in result.as_dict().items()})
         metric_key = "val_loss" if c.checkpoint_metric == "val_loss" else "epoch_train_loss"
         t.last_eval = record
-        folder.append_metrics(t.run_dir, record)
+        append_metrics(t.run_dir, record)
         log.info("step %d epoch %d: %s", p.step, p.epoch + 1,
                  ", ".join(f"{k} {v:.4f}" for k, v in record.items() if "loss" in k or "bits" in k))
         t.checkpoints.keep_if_best(record.get(metric_key))

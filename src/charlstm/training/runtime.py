@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+
+from charlstm.runs.files import open_own
 
 LOG_FILE = "train.log"
 
@@ -15,7 +19,9 @@ LOG_FILE = "train.log"
 def run_log(path: Path):
     """Copy this package's log records (INFO and up) into the run folder while training."""
     logger = logging.getLogger("charlstm")
-    handler = logging.FileHandler(path, encoding="utf-8")
+    stream = open_own(path)
+    stream.seek(0, os.SEEK_END)
+    handler = logging.StreamHandler(io.TextIOWrapper(stream, encoding="utf-8", line_buffering=True))
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     previous_level = logger.level
@@ -28,6 +34,7 @@ def run_log(path: Path):
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
         handler.close()
+        handler.stream.close()  # a StreamHandler leaves its stream open
 
 
 @contextmanager

@@ -28,7 +28,9 @@ from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusE
 from charlstm.model.runtime import check_bf16, resolve_device, seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
+from charlstm.runs.files import remove_own
 from charlstm.runs.folder import config_record
+from charlstm.runs.lock import RunLock
 from charlstm.runs.manifest import remove_temporaries
 from charlstm.training import distributed, finetune, sizing
 from charlstm.training.tensorboard import summary_writer_class
@@ -87,10 +89,8 @@ def start_run(
     if train_cfg.precision == "bf16":  # and so does a device that cannot run it
         check_bf16(resolve_device(train_cfg.device))
     dist = distributed.from_environment()
-    runs.check_fresh(out_dir, overwrite=overwrite)
-    dist.barrier()  # every process has looked before rank 0 creates anything
+    lock, created = _claim_new_folder(out_dir, overwrite, dist)
     paths = [Path(s) for s in sources] if sources else [default_corpus_path()]
-    created = not out_dir.exists()
     try:
         failure = None
         if dist.is_main:  # rank 0 prepares; the others wait, then read what it wrote
@@ -101,15 +101,10 @@ def start_run(
                     finetune.check_vocab(source, prepared[0].vocab, strict=train_cfg.strict_vocab)
             except CharLSTMError as exc:
                 failure = exc
-        rank0_failure = dist.gather_objects(str(failure) if failure else None)[0]
-        if failure:
-            raise failure
-        if rank0_failure:
-            raise CorpusError(f"rank 0 could not prepare the data: {rank0_failure}")
+        dist.raise_rank0_failure(failure, CorpusError, "prepare the data")
         if not dist.is_main:
             prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, False, prepare=False)
         data, corpus_cfg, data_dir = prepared
-        out_dir.mkdir(parents=True, exist_ok=True)  # a run on a prepared folder writes nothing else yet
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
         plan = None
         if source is None and presets.PRESETS[preset].sized:  # rank 0 probes and chooses; all take it
@@ -123,11 +118,13 @@ def start_run(
         seed_everything(train_cfg.seed)  # the initial weights and dropout draws follow the seed
         weights = finetune.initial_weights(source, len(data.vocab)) if source else None
         trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
-                          dist=dist, initial_weights=weights)
+                          dist=dist, initial_weights=weights, lock=lock)
         seed_processes(train_cfg.seed, dist)
     except BaseException:
-        if created and dist.is_main:
+        if created and lock is not None:  # only the folder's holder may take it away
             shutil.rmtree(out_dir, ignore_errors=True)
+        if lock is not None:
+            lock.release()
         raise
     if dist.is_main:
         runs.write_config(out_dir, config_record(
@@ -142,6 +139,24 @@ def start_run(
     return trainer
 
 
+def _claim_new_folder(out_dir: Path, overwrite: bool,
+                      dist: distributed.Distributed) -> tuple[RunLock | None, bool]:
+    """Rank 0 makes and locks a new run's folder and checks it holds no run; every rank learns
+    the outcome. Returns rank 0's lock and whether it created the folder."""
+    lock, created, failure = None, False, None
+    if dist.is_main:
+        try:
+            created = runs.make_folder(out_dir)
+            lock = RunLock(out_dir).acquire()
+            runs.check_fresh(out_dir, overwrite=overwrite)
+        except CharLSTMError as exc:
+            if lock is not None:
+                lock.release()
+            failure = exc
+    dist.raise_rank0_failure(failure, CheckpointError, "start the run")
+    return lock, created
+
+
 def resume_run(
     run_dir: str | Path, *, overrides: dict[str, Any] | None = None, progress_bar: bool = True
 ) -> Trainer:
@@ -149,7 +164,7 @@ def resume_run(
 
     Without ``last`` it resumes from the newest best checkpoint (a kill between the two writes),
     and a run that stopped before its first checkpoint starts again from step 0 with the
-    settings in its config.json.
+    settings in its config.json. The trainer holds the run folder's lock until it has trained.
     """
     run_dir = Path(run_dir)
     changed = set(overrides or {}) - RESUMABLE_FIELDS
@@ -158,8 +173,23 @@ def resume_run(
             f"cannot change {', '.join(sorted(changed))} when resuming; only "
             f"{', '.join(sorted(RESUMABLE_FIELDS))} may change"
         )
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder" if not run_dir.exists()
+                              else f"{run_dir} is not a run folder but a file; resume takes the folder")
     dist = distributed.from_environment()
-    if dist.is_main and run_dir.is_dir():
+    lock = RunLock(run_dir).acquire() if dist.is_main else None
+    try:
+        return _resume(run_dir, overrides or {}, progress_bar, dist, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _resume(run_dir: Path, overrides: dict[str, Any], progress_bar: bool, dist: distributed.Distributed,
+            lock: RunLock | None) -> Trainer:
+    """resume_run's work, under the folder's lock."""
+    if dist.is_main:
         remove_temporaries(run_dir)
         runs.forget_missing(run_dir)
     start = runs.resume_point(run_dir) if run_dir.is_dir() else None
@@ -169,13 +199,13 @@ def resume_run(
     if start is None and not (run_dir / runs.CONFIG_FILE).is_file():
         raise CheckpointError(f"{run_dir}: no {runs.LAST} to resume from")
     if start is None:
-        return _restart(run_dir, overrides or {}, progress_bar, dist)
+        return _restart(run_dir, overrides, progress_bar, dist, lock)
     meta = read_meta(start)
-    train_cfg = replace(meta.train_config, **(overrides or {}))
+    train_cfg = replace(meta.train_config, **overrides)
     data = open_prepared(runs.data_dir(run_dir))
     seed_everything(train_cfg.seed)  # overwritten by the saved RNG state; Python and NumPy keep this
     trainer = Trainer(run_dir, data, meta.model_config, train_cfg, meta.corpus_config,
-                      progress_bar=progress_bar, dist=dist)
+                      progress_bar=progress_bar, dist=dist, lock=lock)
     trainer.checkpoints.restore(start)
     for path in runs.foreign_files(run_dir):
         log.warning("%s is not one of this run's checkpoints: kept, and ignored", path)
@@ -185,7 +215,7 @@ def resume_run(
 
 
 def _restart(run_dir: Path, overrides: dict[str, Any], progress_bar: bool,
-             dist: distributed.Distributed) -> Trainer:
+             dist: distributed.Distributed, lock: RunLock | None) -> Trainer:
     """A run that died before its first checkpoint, from step 0 with its recorded settings."""
     model_cfg, train_cfg, corpus_cfg = runs.read_configs(run_dir)
     train_cfg = replace(train_cfg, **overrides)
@@ -194,12 +224,12 @@ def _restart(run_dir: Path, overrides: dict[str, Any], progress_bar: bool,
     if train_cfg.init_from:  # a fine-tune starts again from its source's weights
         weights = finetune.initial_weights(finetune.open_source(train_cfg.init_from), model_cfg.vocab_size)
     if dist.is_main:  # the dead attempt's curves would repeat the steps about to be taken
-        (run_dir / runs.METRICS_FILE).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+        remove_own(run_dir / runs.METRICS_FILE)
+        remove_own(run_dir / "tensorboard")
     log.warning("%s has no checkpoint: starting it again from step 0 with its recorded settings", run_dir)
     seed_everything(train_cfg.seed)
     trainer = Trainer(run_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
-                      dist=dist, initial_weights=weights)
+                      dist=dist, initial_weights=weights, lock=lock)
     seed_processes(train_cfg.seed, dist)
     return trainer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from charlstm.errors import ConfigError
+from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model.loss import bits_per_char
 from charlstm.training.events import LogPoint, ReportEnd, RunEnd, RunStart, SampleLogged
 
@@ -54,8 +54,11 @@ class TensorBoardLogger:
         # A resumed run redoes every step after its checkpoint: purge_step drops what an earlier
         # invocation wrote from the first step this one takes, so no step appears twice.
         purge_step = event.step + 1 if event.step else None
-        self.writer = self.writer_class(log_dir=str(self.trainer.run_dir / TENSORBOARD_DIR),
-                                        purge_step=purge_step)
+        log_dir = self.trainer.run_dir / TENSORBOARD_DIR
+        if log_dir.is_symlink():  # its event files, and the purge, would land in the link's target
+            raise CheckpointError(f"{log_dir} is a symbolic link; a run writes only files of its own: "
+                                  "remove the link")
+        self.writer = self.writer_class(log_dir=str(log_dir), purge_step=purge_step)
 
     def _log_point(self, event: LogPoint) -> None:
         assert self.writer is not None

@@ -26,7 +26,8 @@ from charlstm.data.prepared import PreparedData
 from charlstm.errors import ConfigError
 from charlstm.framing import framing_for
 from charlstm.model.network import CharLSTM, State, describe_shapes
-from charlstm.model.runtime import check_bf16, resolve_device
+from charlstm.model.runtime import check_bf16, physical_memory, resolve_device
+from charlstm.runs.lock import RunLock
 from charlstm.runs.meta import Progress
 from charlstm.training.checkpointing import Checkpointing
 from charlstm.training.display import ProgressBar
@@ -58,10 +59,12 @@ class Trainer:
         self, run_dir: Path, data: PreparedData, model_config: ModelConfig,
         train_config: TrainConfig, corpus_config: CorpusConfig, *, progress_bar: bool = True,
         dist: Distributed | None = None, initial_weights: dict[str, torch.Tensor] | None = None,
+        lock: RunLock | None = None,
     ):
         self.run_dir, self.data, self.config = run_dir, data, train_config
         self.model_config, self.corpus_config = model_config, corpus_config
         self.dist = dist = dist or Distributed()
+        self.lock = lock  # the run folder's, held from the start of a session until ``fit`` returns
         self.device = resolve_device(train_config.device)
         if dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", dist.local_rank)
@@ -104,6 +107,11 @@ class Trainer:
         if progress_bar and dist.is_main:
             ProgressBar(self.callbacks)
 
+    def close(self) -> None:
+        """Let the run folder's lock go without training (``fit`` does so when it returns)."""
+        if self.lock is not None:
+            self.lock.release()
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimizer step on a batch; the loss, detached, on the device."""
         if self.device.type == "cuda":
@@ -126,11 +134,19 @@ class Trainer:
         return contextlib.nullcontext()
 
     def fit(self) -> TrainResult:
-        """Train until a limit or Ctrl-C; always leaves ``last`` up to date; logs to RUN/train.log."""
+        """Train until a limit or Ctrl-C; always leaves ``last`` up to date; logs to RUN/train.log.
+
+        Holds the run folder's lock meanwhile (taken again for a second ``fit``), and lets it go.
+        """
         if not self.dist.is_main:
             return self._fit()
-        with run_log(self.run_dir / LOG_FILE):
-            return self._fit()
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            with run_log(self.run_dir / LOG_FILE):
+                return self._fit()
+        finally:
+            self.close()
 
     def _fit(self) -> TrainResult:
         p = self.progress
@@ -138,6 +154,7 @@ class Trainer:
         window = _LossWindow(self.device, self.clock)
         self.callbacks.emit(RunStart(p.step, stops.total_steps()))
         with stop_on_sigint(self.stop_requested) as interrupt:
+            self._finish_epoch_if_read()
             reason = stops.reason(p, interrupt)
             while reason is None:
                 if p.batch == 0:
@@ -153,6 +170,9 @@ class Trainer:
                     reason = self._after_step(window, stops, interrupt)
                     if reason:
                         break
+                else:  # a turn that trained nothing must still see the clock and Ctrl-C
+                    self._finish_epoch_if_read()
+                    reason = stops.reason(p, interrupt)
         if self.reporter.last_step != p.step:
             self.reporter.report(window.mean(self.dist), False, stops.elapsed)
         else:  # counters moved on at the epoch's end
@@ -182,10 +202,19 @@ class Trainer:
                                          stops.time_left(), self.optimizer.param_groups[0]["lr"]))
         if eval_due:
             self.reporter.report(recent, epoch_end, stops.elapsed)
-        if epoch_end:
+        self._finish_epoch_if_read()
+        return stops.reason(p, interrupt, agree=log_point)
+
+    def _finish_epoch_if_read(self) -> None:
+        """Move the counters to the next epoch once every batch of this one is read.
+
+        A checkpoint written by an epoch's last evaluation still holds that epoch with all its
+        batches read (its end-of-epoch figures belong to it); resuming from one starts here.
+        """
+        p = self.progress
+        if p.batch >= len(self.batches):
             p.epoch, p.batch, p.epoch_samples = p.epoch + 1, 0, 0
             self.epoch_sum.zero_()
-        return stops.reason(p, interrupt, agree=log_point)
 
 
 class _LossWindow:
@@ -212,13 +241,25 @@ class _LossWindow:
         return mean, step_s
 
 
+# Bytes a trained parameter needs: fp32 weight, gradient and Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
 def build_for_training(config: ModelConfig) -> CharLSTM:
-    """A new model, or one clear line when its weights cannot be allocated."""
+    """A new model, or one clear line when it cannot fit in memory (checked before allocating:
+    a model near the machine's memory would page for minutes before failing)."""
+    count, _ = describe_shapes(config)
+    needed = count * TRAINING_BYTES_PER_PARAMETER
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise ConfigError(f"a model of {count:,} parameters needs about {needed / 1e9:,.1f} GB to train "
+                          f"(weights, gradients, optimizer); this machine has {memory / 1e9:,.1f} GB: "
+                          "choose a smaller hidden_size or num_layers", hint="--hidden-size, --num-layers")
     try:
         return CharLSTM(config)
     except (RuntimeError, MemoryError) as exc:
         if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
             raise
-        count, _ = describe_shapes(config)
         raise ConfigError(f"a model of {count:,} parameters ({count * 4 / 1e9:,.1f} GB of weights) does not "
-                          "fit in memory; choose a smaller --hidden-size or --num-layers") from None
+                          "fit in memory; choose a smaller hidden_size or num_layers",
+                          hint="--hidden-size, --num-layers") from None
