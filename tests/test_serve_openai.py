@@ -110,9 +110,12 @@ def test_charlstm_s_own_settings_go_in_the_extra_body(client, loaded):
     ({"max_tokens": 301}, "max_tokens"),
     ({"temperature": 2.5}, "temperature"),
     ({"n": 4}, "n"),
-    ({"logprobs": 2}, "body"),
-    ({"presence_penalty": 0.5}, "body"),
-    ({"prompt": ["a", "b", "c"], "n": 3}, "body"),
+    ({"logprobs": 2}, "logprobs"),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
+    ({"best_of": 3}, "best_of"),
+    ({"suffix": "end"}, "suffix"),
+    ({"prompt": ["a", "b", "c"], "n": 3}, "n"),
+    ({"prompt": "x" * 41}, "prompt"),
 ])
 def test_bad_fields_are_400_in_openai_s_error_shape(client, settings, param):
     with pytest.raises(openai.BadRequestError) as caught:

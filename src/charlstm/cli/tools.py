@@ -82,12 +82,16 @@ def serve(
         str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it to this machine.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port.")] = 8000,
-    max_prompt_chars: Annotated[int | None, typer.Option(help="Longest prompt accepted.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Most new characters per sample.")] = None,
-    max_num_samples: Annotated[int | None, typer.Option(help="Most samples per request.")] = None,
+    max_prompt_chars: Annotated[int | None, typer.Option(
+        help="Longest prompt accepted: 1 to 100000 (default 4000).")] = None,
+    max_length: Annotated[int | None, typer.Option(
+        help="Most new characters per sample: 1 to 100000 (default 2000).")] = None,
+    max_num_samples: Annotated[int | None, typer.Option(
+        help="Most samples per request: 1 to 1024 (default 8).")] = None,
     max_concurrent: Annotated[int | None, typer.Option(
-        help="Samples generating at once (the slots); more get 503.")] = None,
-    device: Annotated[str, typer.Option()] = "cpu",
+        help="Samples generating at once (the slots); more get 503. 1 to 1024 (default 16).")] = None,
+    device: Annotated[str, typer.Option(
+        help="cpu, cuda, cuda:N, mps, or auto (CUDA, then MPS, then the CPU).")] = "cpu",
     batching: Annotated[bool, typer.Option(
         help="Step every live stream of a model together; --no-batching gives each generation a "
              "thread of its own (the old path, for comparison).")] = True,
@@ -97,6 +101,7 @@ def serve(
     from charlstm.serve import app as serving
 
     # Hand-written, not made from ServeLimits' fields: those live beside the extra's pydantic models.
+    # ServeLimits checks the ranges the help states (a ConfigError: one line, exit 2).
     limits = {"max_prompt_chars": max_prompt_chars, "max_length": max_length,
               "max_num_samples": max_num_samples, "max_concurrent": max_concurrent}
     models = serving.model_paths(run, model or [])

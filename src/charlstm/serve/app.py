@@ -8,6 +8,12 @@
     POST /v1/generate/stream   Server-Sent Events: start, text (new characters), done or error
     POST /v1/completions       OpenAI's completions API (see openai_api.py)
     GET  /openapi.json         the API's schema (no /docs page: it would load its scripts from a CDN)
+    HEAD on each GET above     as GET, without the body
+
+Each model is loaded, and its facts gathered, once at start-up: the service lists, describes
+and serves what it loaded, so a training run that goes on (pruning or replacing the checkpoint
+served) changes nothing here. Only a window model's default prompt reads the run's files again,
+its prepared text, which training leaves in place.
 
 Torch work never runs on the event loop: a stream model's generations are stepped together by
 its scheduler thread, a window model's each on a worker thread (worker.py). A generation stops
@@ -25,7 +31,6 @@ outside the vocabulary (with ``unknown_characters``), 503 with Retry-After when 
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -33,7 +38,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from charlstm.errors import ConfigError, ServiceError
+from charlstm.errors import ConfigError
+from charlstm.model.runtime import resolve_device
 from charlstm.serve.jobs import ApiError, Job
 from charlstm.serve.schemas import (
     ErrorResponse,
@@ -45,6 +51,7 @@ from charlstm.serve.schemas import (
     request_model,
     stop_list,
 )
+from charlstm.serve.transport import HeadAsGet, listen
 from charlstm.serve.worker import Service
 
 try:
@@ -130,9 +137,16 @@ def _field_of(error: dict[str, Any]) -> str:
     return ".".join(loc[1:])
 
 
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message, less the "Value error, " it puts before a validator's own words."""
+    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return str(error.get("msg"))
+
+
 def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     """pydantic's errors as small JSON: type, place and message; never the input, which may be huge or NaN."""
-    return [{"type": str(e.get("type")), "loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))}
+    return [{"type": str(e.get("type")), "loc": [str(p) for p in e.get("loc", ())], "msg": _message(e)}
             for e in exc.errors()[:MAX_ERROR_DETAILS]]
 
 
@@ -181,6 +195,7 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     GenerateRequest = request_model(limits)
 
     _add_error_handlers(app)
+    app.add_middleware(HeadAsGet)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -241,21 +256,6 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     return app
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port), or ServiceError saying why not (in use, no such address)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                           hint="another server may be there: choose another --port") from None
-    # Accepted connections copy the listener's proto, and asyncio turns Nagle's algorithm off
-    # only on a socket whose proto says TCP. With create_server's 0, a stream's first event,
-    # written just after the headers on a kept-alive connection, waited for the client's
-    # delayed ACK: about 40 ms more to the first character.
-    return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=sock.detach())
-
-
 def run_server(models: Mapping[str, str | Path], limits: ServeLimits | None = None, *,
                host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
                log_level: str = "info", torch_threads: int | None = None, batching: bool = True) -> None:
@@ -267,6 +267,7 @@ def run_server(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     fight over the cores (measured: the first requests ran 10-50x slower with two threads on
     a busy two-core machine).
     """
+    device = str(resolve_device(device))  # a missing or unknown device fails first, in one line
     if torch_threads is None and not batching:
         torch_threads = 1
     if torch_threads is not None:

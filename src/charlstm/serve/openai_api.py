@@ -21,18 +21,18 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError
 from charlstm.generation.sampling import sample_seed
 from charlstm.serve.events import EventStream, merged_events, sse
 from charlstm.serve.jobs import ApiError, Job
-from charlstm.serve.schemas import ServeLimits, Stops, Text, stop_list
+from charlstm.serve.schemas import Char, ServeLimits, Stops, Text, one_error, stop_list
 from charlstm.serve.worker import Service
 
 PATH = "/v1/completions"
@@ -59,10 +59,9 @@ def error_response(exc: ApiError) -> JSONResponse:
 
 
 def model_list(service: Service) -> dict[str, Any]:
-    """The served models in the shape of OpenAI's ``GET /v1/models``."""
+    """The served models in the shape of OpenAI's ``GET /v1/models``, as loaded (no file is read)."""
     return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": int(served.loaded.path.stat().st_mtime),
-         "owned_by": "charlstm"}
+        {"id": name, "object": "model", "created": served.created, "owned_by": "charlstm"}
         for name, served in service.models.items()]}
 
 
@@ -72,7 +71,7 @@ class StreamOptions(BaseModel):
 
 def completion_request(limits: ServeLimits) -> type[BaseModel]:
     """The body of ``POST /v1/completions``, bounded by ``limits``."""
-    Prompt = Text | list[Text]
+    Prompt = Annotated[Text | list[Text], one_error("a string or a list of strings")]
 
     class CompletionRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -83,7 +82,9 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
         max_tokens: int = Field(16, ge=0, le=limits.max_length, description="New characters per choice.")
         temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False, description="0: greedy.")
         top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
-        n: int = Field(1, ge=1, le=limits.max_num_samples, description="Choices per prompt.")
+        # validate_default: the check of prompts x n below must run when n is left out too.
+        n: int = Field(1, ge=1, le=limits.max_num_samples, validate_default=True,
+                       description="Choices per prompt.")
         stop: Stops = None
         seed: int | None = Field(None, ge=0, lt=2**63)
         stream: bool = False
@@ -93,7 +94,7 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
         top_k: int | None = Field(None, ge=1, description="charlstm: keep the k most likely characters.")
         unknown: Literal["error", "drop", "replace"] = Field("error", description="charlstm: characters "
                                                                                    "outside the vocabulary.")
-        replacement: Text | None = Field(None, min_length=1, max_length=1)
+        replacement: Char | None = None
         # OpenAI's fields a character model has no use for: only their neutral values.
         logprobs: int | None = None
         best_of: int | None = None
@@ -102,23 +103,45 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
         logit_bias: dict[str, float] | None = None
         suffix: str | None = None
 
-        @model_validator(mode="after")
-        def _neutral(self):
-            if self.logprobs is not None:
-                raise ValueError("logprobs is not supported")
-            if self.best_of not in (None, 1, self.n):
-                raise ValueError("best_of is not supported beyond n")
-            if self.presence_penalty or self.frequency_penalty or self.logit_bias:
-                raise ValueError("penalties and logit_bias are not supported")
-            if self.suffix:
-                raise ValueError("suffix (insertion) is not supported")
-            prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+        # Field validators, not one for the whole body, so that each error names its field.
+        # They run in the fields' order, so ``info.data`` holds the fields above the one checked.
+        @field_validator("prompt")
+        @classmethod
+        def _prompts(cls, prompt: str | list[str]) -> str | list[str]:
+            prompts = [prompt] if isinstance(prompt, str) else prompt
             if not prompts or any(len(p) > limits.max_prompt_chars for p in prompts):
                 raise ValueError(f"give 1 or more prompts of at most {limits.max_prompt_chars} characters")
-            if len(prompts) * self.n > limits.max_concurrent:
-                raise ValueError(f"{len(prompts)} prompts x n={self.n} is more than the "
+            return prompt
+
+        @field_validator("n")
+        @classmethod
+        def _samples(cls, n: int, info: ValidationInfo) -> int:
+            prompt = info.data.get("prompt", "")  # absent when the prompt was refused
+            count = 1 if isinstance(prompt, str) else len(prompt)
+            if count * n > limits.max_concurrent:
+                raise ValueError(f"{count} prompts x n={n} is more than the "
                                  f"{limits.max_concurrent} samples served at once")
-            return self
+            return n
+
+        @field_validator("logprobs")
+        @classmethod
+        def _no_logprobs(cls, value: int | None) -> None:
+            if value is not None:
+                raise ValueError("logprobs is not supported")
+
+        @field_validator("best_of")
+        @classmethod
+        def _best_of(cls, value: int | None, info: ValidationInfo) -> int | None:
+            if value not in (None, 1, info.data.get("n", 1)):
+                raise ValueError("best_of is not supported beyond n")
+            return value
+
+        @field_validator("presence_penalty", "frequency_penalty", "logit_bias", "suffix")
+        @classmethod
+        def _neutral(cls, value: Any, info: ValidationInfo) -> Any:
+            if value:
+                raise ValueError(f"{info.field_name} is not supported")
+            return value
 
     return CompletionRequest
 

@@ -8,27 +8,56 @@ validation like any other bad field (422 naming it) and the limits show in the O
 # annotations at run time, and the request model is a class made inside a function, which string
 # annotations resolved against the module's globals could not find.
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
 
-from charlstm.errors import ConfigError
+from charlstm.config.ranges import Range, check_ranges
 from charlstm.generation.stops import MAX_STOP_CHARS, MAX_STOPS
 
 
-def unicode_text(text: str) -> str:
-    """Refuse a lone surrogate (JSON can write one as an escape): it is no character, and no UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not Unicode text: a lone surrogate {text[exc.start]!r} at {exc.start}") from None
+def unicode_text(text: Any) -> Any:
+    """Refuse a lone surrogate (JSON can write one as an escape): it is no character, and no UTF-8.
+
+    Run before the string's own checks (a non-string is left to them), so that a length bound
+    on a text field stays the string's own, and its error speaks of characters, not of items.
+    """
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PydanticCustomError("unicode_text", "not Unicode text: a lone surrogate {char} at {index}",
+                                      {"char": repr(text[exc.start]), "index": exc.start}) from None
     return text
 
 
-Text = Annotated[str, AfterValidator(unicode_text)]
-Stop = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
-Stops = Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None
+def one_error(message: str) -> WrapValidator:
+    """A union field's errors as one plain message.
+
+    pydantic reports each branch of a union under a place named after its validators, reprs and
+    all (``stop.function-after[functools.partial(<function max_length_validator at 0x...>...``),
+    which tells a client nothing; the message says what the field takes instead.
+    """
+
+    def validate(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:  # a lone surrogate is worth its own, plain, message
+            own = [str(e["msg"]) for e in exc.errors() if e["type"] == "unicode_text"]
+            raise PydanticCustomError("invalid", "{message}", {"message": (own or [message])[0]}) from None
+
+    return WrapValidator(validate)
+
+
+Text = Annotated[str, BeforeValidator(unicode_text)]
+# Bounds before the validator, so that they are the string's own (in a union they would otherwise
+# be checked after it, as "Value should have at most 1 item").
+Char = Annotated[str, Field(min_length=1, max_length=1), BeforeValidator(unicode_text)]
+Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS), BeforeValidator(unicode_text)]
+Stops = Annotated[Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None, one_error(
+    f"a string or a list of at most {MAX_STOPS} strings, each of 1 to {MAX_STOP_CHARS} characters")]
 
 
 def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -48,9 +77,18 @@ class ServeLimits:
     max_concurrent: int = 16  # samples generating at once (the slots); more get 503
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if value < 1:
-                raise ConfigError(f"{name} must be at least 1, not {value}")
+        check_ranges(self, LIMIT_RANGES)
+
+
+# What each limit may be set to: the service allocates for them at start-up, so a huge one is a
+# crash, not a generous server. max_concurrent is the rows of state (and, per-request, the
+# threads) held for every model: 1024 rows of a 2 x 512 model with their noise blocks take about
+# 100 MB. At a few thousand characters a second, a 100,000-character sample is most of a minute's
+# work, and a prompt that long is read in one pass. The CLI's help states these; a test keeps it so.
+LIMIT_RANGES = {
+    "max_prompt_chars": Range(1, 100_000), "max_length": Range(1, 100_000),
+    "max_num_samples": Range(1, 1024), "max_concurrent": Range(1, 1024),
+}
 
 
 class GenerateRequestBase(BaseModel):
@@ -70,8 +108,7 @@ class GenerateRequestBase(BaseModel):
     unknown: Literal["error", "drop", "replace"] = Field(
         "error", description="Prompt characters outside the vocabulary: 422 listing them, drop or replace."
     )
-    replacement: Text | None = Field(None, min_length=1, max_length=1,
-                                     description="The character unknown='replace' uses.")
+    replacement: Char | None = Field(None, description="The character unknown='replace' uses.")
     stop: Stops = Field(None, description=f"Up to {MAX_STOPS} strings; a sample ends when its text ends "
                                           "with one, which is left out of the text.")
 

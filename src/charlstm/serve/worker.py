@@ -33,6 +33,7 @@ from charlstm.generation.generators import continue_ids, prompt_ids
 from charlstm.generation.sampling import draw_seed, sample_generators
 from charlstm.generation.stops import StopMatcher
 from charlstm.model.loss import bits_per_char
+from charlstm.model.runtime import resolve_device
 from charlstm.runs.loading import LoadedModel, load_model, run_info
 from charlstm.serve.jobs import ApiError, Job, Slots, TextOut
 from charlstm.serve.scheduler import Scheduler
@@ -72,28 +73,37 @@ def model_facts(name: str, loaded: LoadedModel) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ServedModel:
+    """A model as loaded, with all the service says of it, gathered once at start-up.
+
+    Nothing here re-reads the checkpoint: a training run that goes on may prune or replace it
+    while the service still serves the weights it loaded.
+    """
+
     name: str
     loaded: LoadedModel
     facts: dict[str, Any]
     scheduler: Scheduler | None  # None: the per-request path
+    created: int  # the checkpoint's modification time when loaded, in seconds (OpenAI's ``created``)
 
 
 class Service:
     """The loaded models, the slots, and the schedulers and worker threads that generate."""
 
-    def __init__(self, models: Mapping[str, str | Path], limits: ServeLimits, device: str, *,
+    def __init__(self, models: Mapping[str, str | Path], limits: ServeLimits, device: str | torch.device, *,
                  batching: bool = True):
         if not models:
             raise ConfigError("give at least one model to serve")
+        device = resolve_device(str(device))  # "auto" becomes a device; a missing one fails before loading
         self.limits, self.batching = limits, batching
         self.slots = Slots(limits.max_concurrent)
         self.models: dict[str, ServedModel] = {}
         for name, path in models.items():
             loaded = load_model(Path(path), device)
+            created = int(loaded.path.stat().st_mtime)
             scheduler = None
             if batching and loaded.framing.single_steps:
                 scheduler = Scheduler(loaded, limits.max_concurrent, self.slots.give)
-            self.models[name] = ServedModel(name, loaded, model_facts(name, loaded), scheduler)
+            self.models[name] = ServedModel(name, loaded, model_facts(name, loaded), scheduler, created)
             log.info("loaded %s from %s (%s)", name, loaded.path,
                      "batched" if scheduler else "a thread per generation")
         self.default = next(iter(self.models))
