@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _runs import invoke, write_text
 from charlstm.cli.app import app
 from charlstm.config.corpus import CorpusConfig
 from charlstm.data import sources as corpus
@@ -216,3 +217,11 @@ def test_a_pipe_or_a_device_given_as_text_says_what_it_is(tmp_path, command):
             result = invoke(command, path, "--out", tmp_path / "out", "--no-progress")
             assert result.exit_code == 3 and f"{path}: {says}" in result.stderr, result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--val-fraction", "nan"), ("--test-fraction", "nan"),
+                                             ("--val-fraction", "-0.1"), ("--test-fraction", "0.95")])
+def test_split_fractions_out_of_range_are_refused_before_reading(tmp_path, flag, value):
+    result = invoke("prepare", write_text(tmp_path / "t.txt"), "--out", tmp_path / "data", flag, value)
+    assert result.exit_code == 2 and "fraction" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "data").exists()

@@ -13,7 +13,7 @@ import torch
 from charlstm.data import prepared as data
 from charlstm.data.prepared import id_dtype, open_prepared, split_sizes, write_prepared
 from charlstm.data.vocab import Vocab
-from charlstm.errors import CorpusError
+from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.stream import StreamBatches
 from charlstm.framing.window import WindowBatches
 
@@ -31,9 +31,10 @@ def test_split_sizes_cover_the_text(n, val, test):
     assert abs(sizes["test"] - n * test) <= 0.5
 
 
-@pytest.mark.parametrize(("val", "test"), [(-0.1, 0.0), (0.0, -0.1), (1.0, 0.0), (0.5, 0.5), (0.9, 0.2)])
+@pytest.mark.parametrize(("val", "test"), [(-0.1, 0.0), (0.0, -0.1), (1.0, 0.0), (0.5, 0.5), (0.9, 0.2),
+                                           (float("nan"), 0.0), (0.0, float("inf"))])
 def test_split_sizes_reject_bad_fractions(val, test):
-    with pytest.raises(CorpusError, match="fraction"):
+    with pytest.raises(ConfigError, match="fraction"):
         split_sizes(100, val, test)
 
 

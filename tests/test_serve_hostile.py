@@ -246,3 +246,16 @@ def test_head_where_get_is_refused_is_refused_alike(client, run_dir):
         response = connection.getresponse()
         assert response.status == 200 and response.read() == b""
         connection.close()
+
+
+@pytest.mark.parametrize("filters", [{}, {"top_p": 0.9}, {"top_k": 3, "top_p": 0.5}])
+def test_a_tiny_temperature_serves_the_greedy_text_in_both_apis(client, filters):
+    body = {"prompt": "the ", "length": 60, "seed": 2}
+    greedy = client.post("/v1/generate", json={**body, "greedy": True}).json()["texts"]
+    tiny = client.post("/v1/generate", json={**body, "temperature": 1e-39, **filters}).json()["texts"]
+    assert tiny == greedy
+    completion = {"model": "tiny", "prompt": "the ", "max_tokens": 60, "seed": 2, **filters}
+    openai_greedy = client.post("/v1/completions", json={**completion, "temperature": 0}).json()
+    openai_tiny = client.post("/v1/completions", json={**completion, "temperature": 1e-39}).json()
+    assert [c["text"] for c in openai_tiny["choices"]] == [c["text"] for c in openai_greedy["choices"]]
+    assert openai_tiny["choices"][0]["text"] == greedy[0]

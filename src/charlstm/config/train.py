@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from charlstm.config.choices import (
     CheckpointMetric,
@@ -62,8 +63,7 @@ class TrainConfig:
         if self.eval_max_chars is None:  # how runs before the cap wrote "all"
             object.__setattr__(self, "eval_max_chars", 0)
         check_ranges(self, TRAIN_RANGES)
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError("val_fraction + test_fraction must leave some text to train on (below 1)")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         check_checkpoint_name(self.checkpoint_name)
 
 
@@ -77,6 +77,14 @@ TRAIN_RANGES = {
     "seed": Range(0, 2**32, high_open=True),  # NumPy's seeds stop there
     "log_every": Range(1, 10**9), "sample_every": COUNT, "sample_length": Range(0, 10**6),
 }
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The held-out shares of a text, each in [0, 1) and leaving some text to train on."""
+    check_ranges(SimpleNamespace(val_fraction=val_fraction, test_fraction=test_fraction),
+                 {"val_fraction": FRACTION, "test_fraction": FRACTION})
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError("val_fraction + test_fraction must leave some text to train on (below 1)")
+
 
 CHECKPOINT_FIELDS = {"epoch": 1, "step": 1, "loss": 1.0}  # what checkpoint_name may use
 _LONGEST_FIELDS = {"epoch": 10**9, "step": 10**12, "loss": 708.123456789}  # about its longest (MAX_LOSS)

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from charlstm.config.corpus import CorpusConfig
+from charlstm.config.train import check_split_fractions
 from charlstm.data.prepared import (
     META_FILE,
     SPLITS,
@@ -85,6 +86,7 @@ def prepare_corpus(
     ``out_dir`` must be new or empty unless ``force``.
     """
     out_dir, corpus = Path(out_dir), corpus or CorpusConfig()
+    check_split_fractions(val_fraction, test_fraction)  # before a pass over a corpus of any size
     if out_dir.exists() and not out_dir.is_dir():
         raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
     if not force and out_dir.is_dir() and any(out_dir.iterdir()):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from charlstm.config.corpus import CorpusConfig
+from charlstm.config.train import check_split_fractions
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError, CorpusError
 
@@ -43,8 +44,7 @@ def id_dtype(vocab_size: int) -> np.dtype:
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
     """Sizes of the contiguous train | val | test splits of ``n`` ids."""
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise CorpusError("val_fraction and test_fraction must be >= 0 and sum below 1")
+    check_split_fractions(val_fraction, test_fraction)
     n_val = round(n * val_fraction)
     n_test = round(n * test_fraction)
     return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
