@@ -38,3 +38,44 @@ def test_modules_stay_readable_in_one_sitting():
     too_long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
                 if (n := len(p.read_text(encoding="utf-8").splitlines())) > 300}
     assert too_long == {}
+
+
+def _imports_of(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The charlstm modules ``path`` imports anywhere in it (TYPE_CHECKING blocks and functions too)."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, one level up per extra dot
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                      for alias in node.names}
+    return {name for name in found if name in modules and name != module}
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """No import circle in the package, however long, whether under TYPE_CHECKING or not."""
+    paths = {".".join(("charlstm", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
+             for p in PACKAGE.rglob("*.py")}
+    graph = {module: _imports_of(path, module, set(paths)) for module, path in paths.items()}
+    cycles, done = [], set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append(" -> ".join([*trail[trail.index(module):], module]))
+            return
+        if module in done:
+            return
+        for imported in sorted(graph[module]):
+            visit(imported, [*trail, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycles == []

@@ -67,7 +67,8 @@ def score_segments(model: CharLSTM, ids: np.ndarray, config: DynamicConfig, *, a
     if progress:
         from tqdm import tqdm  # only for long interactive scoring
 
-        starts = tqdm(starts, desc="dynamic eval", unit="seg", leave=False)
+        # disable=None: a bar on a terminal only; in a file or a pipe its frames would pile up.
+        starts = tqdm(starts, desc="dynamic eval", unit="seg", leave=False, disable=None)
     for updates, start in enumerate(starts, 1):
         stop = min(start + config.seq_len, n)
         x = to_tensor(ids[start:stop]).unsqueeze(0).to(device)  # (1, T)

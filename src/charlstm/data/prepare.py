@@ -98,8 +98,9 @@ def prepare_corpus(
 
     seen = np.zeros(MAX_CODE_POINT, dtype=bool)
     length = 0
-    with tqdm(total=2 * total_bytes, unit="B", unit_scale=True, desc="prepare", disable=not progress_bar,
-              leave=False) as bar:
+    # disable=None: a bar on a terminal only; in a file or a pipe its frames would pile up.
+    with tqdm(total=2 * total_bytes, unit="B", unit_scale=True, desc="prepare",
+              disable=None if progress_bar else True, leave=False) as bar:
         for piece in iter_clean(files, corpus, on_bytes=bar.update):
             _mark_seen(seen, piece)
             length += len(piece)

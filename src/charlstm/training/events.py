@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -23,6 +23,7 @@ from charlstm.model.loss import EvalResult
 class RunStart:
     step: int  # where this invocation starts (0, or where a resumed run stopped)
     total_steps: int | None  # the step the step and epoch limits end at, when they are set
+    time_budget_s: float | None = None  # this invocation's time budget, when it has one
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ class RunEnd:
 
 Event = RunStart | StepEnd | LogPoint | ReportStart | ReportEnd | SampleLogged | CheckpointSaved | RunEnd
 E = TypeVar("E", RunStart, StepEnd, LogPoint, ReportStart, ReportEnd, SampleLogged, CheckpointSaved, RunEnd)
+
+
+class Observer(Protocol):
+    """What watches a run: it subscribes to the events it wants."""
+
+    def subscribe(self, callbacks: Callbacks) -> None: ...
 
 
 class Callbacks:

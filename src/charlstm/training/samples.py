@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from charlstm.config.sample import SampleConfig
+from charlstm.data.vocab import Vocab
+from charlstm.framing import Framing
 from charlstm.generation.generators import continue_ids
 from charlstm.generation.sampling import SAMPLE_TEMPERATURES, make_generator
-from charlstm.training.events import SampleLogged, StepEnd
-
-if TYPE_CHECKING:
-    from charlstm.training.trainer import Trainer
+from charlstm.model.network import CharLSTM
+from charlstm.training.events import Callbacks, SampleLogged, StepEnd
 
 log = logging.getLogger(__name__)
 
@@ -22,26 +21,29 @@ log = logging.getLogger(__name__)
 class SampleLogger:
     """Logs samples at a few temperatures, from the same prompt each time, to watch progress."""
 
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        if trainer.config.sample_every and trainer.dist.is_main:
-            trainer.callbacks.on(StepEnd, self._maybe_sample)
+    def __init__(self, model: CharLSTM, framing: Framing, text_ids: np.ndarray, vocab: Vocab, *,
+                 every: int, length: int):
+        """``text_ids``: held-out (or training) text whose start is every sample's prompt."""
+        self.model, self.framing, self.vocab, self.every, self.length = model, framing, vocab, every, length
+        self.prompt = torch.from_numpy(np.asarray(text_ids[: framing.sample_prompt_length], dtype=np.int64))
+        self.callbacks: Callbacks | None = None
+
+    def subscribe(self, callbacks: Callbacks) -> None:
+        self.callbacks = callbacks
+        callbacks.on(StepEnd, self._maybe_sample)
 
     def _maybe_sample(self, event: StepEnd) -> None:
-        if event.step % self.trainer.config.sample_every == 0:
-            self.log_samples()
+        if event.step % self.every == 0:
+            self.log_samples(event.step)
 
-    def log_samples(self) -> None:
-        t = self.trainer
-        framing = t.framing
-        source = t.val_ids if len(t.val_ids) > t.config.seq_len else t.data.split("train")
-        prompt = torch.from_numpy(np.asarray(source[: framing.sample_prompt_length], dtype=np.int64))
-        vocab = t.data.vocab
-        prompt_text = vocab.decode(prompt.tolist())
+    def log_samples(self, step: int) -> None:
+        prompt_text = self.vocab.decode(self.prompt.tolist())
+        device = self.model.head.weight.device
         for temperature in SAMPLE_TEMPERATURES:
-            config = SampleConfig(length=t.config.sample_length, temperature=temperature, seed=0)
-            generator, _ = make_generator(0, t.device)
-            steps = continue_ids(t.model, framing, prompt, config, generator)
-            text = prompt_text + vocab.decode(int(s[0]) for s in steps)
-            log.info("sample at step %d, temperature %.1f:\n%s\n", t.progress.step, temperature, text)
-            t.callbacks.emit(SampleLogged(t.progress.step, temperature, text))
+            config = SampleConfig(length=self.length, temperature=temperature, seed=0)
+            generator, _ = make_generator(0, device)
+            steps = continue_ids(self.model, self.framing, self.prompt, config, generator)
+            text = prompt_text + self.vocab.decode(int(s[0]) for s in steps)
+            log.info("sample at step %d, temperature %.1f:\n%s\n", step, temperature, text)
+            if self.callbacks is not None:
+                self.callbacks.emit(SampleLogged(step, temperature, text))

@@ -18,7 +18,9 @@ from typing import Any
 import torch
 
 from charlstm import presets
+from charlstm.config.choices import Precision
 from charlstm.config.corpus import CorpusConfig
+from charlstm.config.model import ModelConfig
 from charlstm.config.train import RESUMABLE_FIELDS, TrainConfig
 from charlstm.data.prepare import prepare_corpus
 from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
@@ -74,47 +76,21 @@ def start_run(
     ``preset`` defaults to ``auto``; with ``init_from`` among the overrides (fine-tuning) the
     training settings default to the source run's instead. ``overwrite`` replaces a run folder
     that holds no checkpoint (one that died before its first); a run with checkpoints never is.
+    The trainer holds the run folder's lock until it has trained.
     """
-    out_dir = Path(out_dir)
-    overrides = overrides or {}
+    out_dir, overrides = Path(out_dir), overrides or {}
     source = finetune.open_source(overrides["init_from"]) if overrides.get("init_from") else None
-    if source is not None:
-        model_cfg, train_cfg, corpus_cfg = finetune.fine_tune_configs(source, preset, overrides)
-        train_cfg = replace(train_cfg, init_from=str(source.loaded.path.resolve()))
-    else:
-        preset = preset or "auto"
-        model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
-    if train_cfg.tensorboard:  # a missing extra fails now, not after preparing a corpus
-        summary_writer_class()
-    if train_cfg.precision == "bf16":  # and so does a device that cannot run it
-        check_bf16(resolve_device(train_cfg.device))
+    preset, (model_cfg, train_cfg, corpus_cfg) = _resolve_settings(preset, overrides, source)
     dist = distributed.from_environment()
     lock, created = _claim_new_folder(out_dir, overwrite, dist)
     paths = [Path(s) for s in sources] if sources else [default_corpus_path()]
     try:
-        failure = None
-        if dist.is_main:  # rank 0 prepares; the others wait, then read what it wrote
-            try:
-                prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, progress_bar,
-                                         base_vocab=source.vocab if source else None)
-                if source is not None:
-                    finetune.check_vocab(source, prepared[0].vocab, strict=train_cfg.strict_vocab)
-            except CharLSTMError as exc:
-                failure = exc
-        dist.raise_rank0_failure(failure, CorpusError, "prepare the data")
-        if not dist.is_main:
-            prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, False, prepare=False)
-        data, corpus_cfg, data_dir = prepared
+        data, corpus_cfg, data_dir = _shared_data(paths, out_dir, corpus_cfg, train_cfg, source, progress_bar,
+                                                  dist)
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
         plan = None
-        if source is None and presets.PRESETS[preset].sized:  # rank 0 probes and chooses; all take it
-            if dist.is_main:
-                plan = sizing.plan_run(model_cfg, train_cfg, given=set(overrides),
-                                       train_chars=data.sizes["train"],
-                                       device=resolve_device(train_cfg.device))
-                log.info("%s", plan.describe())
-            chosen = dist.gather_objects(plan.chosen if plan else None)[0]
-            model_cfg, train_cfg = sizing.apply_choice(model_cfg, train_cfg, chosen)
+        if source is None and presets.PRESETS[preset].sized:
+            plan, model_cfg, train_cfg = _size_run(model_cfg, train_cfg, set(overrides), data, dist)
         seed_everything(train_cfg.seed)  # the initial weights and dropout draws follow the seed
         weights = finetune.initial_weights(source, len(data.vocab)) if source else None
         trainer = Trainer(out_dir, data, model_cfg, train_cfg, corpus_cfg, progress_bar=progress_bar,
@@ -131,12 +107,66 @@ def start_run(
             model_cfg, train_cfg, corpus_cfg, preset=preset, sources=[str(p) for p in paths],
             data_dir=data_dir, **({"sizing": plan.as_dict()} if plan else {}),
             **({"init_from": source.record(data.vocab)} if source else {})))
+    _log_start(trainer)
+    return trainer
+
+
+def _resolve_settings(preset: str | None, overrides: dict[str, Any], source: finetune.Source | None,
+                      ) -> tuple[str | None, tuple[ModelConfig, TrainConfig, CorpusConfig]]:
+    """The preset's (or, fine-tuning, the source's) configs with the overrides; a missing extra or a
+    device that cannot run the precision fails here, not after preparing a corpus."""
+    if source is not None:
+        model_cfg, train_cfg, corpus_cfg = finetune.fine_tune_configs(source, preset, overrides)
+        train_cfg = replace(train_cfg, init_from=str(source.loaded.path.resolve()))
+    else:
+        preset = preset or "auto"
+        model_cfg, train_cfg, corpus_cfg = presets.resolve(preset, overrides)
+    if train_cfg.tensorboard:
+        summary_writer_class()
+    if train_cfg.precision == Precision.BF16:
+        check_bf16(resolve_device(train_cfg.device))
+    return preset, (model_cfg, train_cfg, corpus_cfg)
+
+
+def _shared_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, train_cfg: TrainConfig,
+                 source: finetune.Source | None, progress_bar: bool,
+                 dist: distributed.Distributed) -> tuple[PreparedData, CorpusConfig, str]:
+    """Rank 0 prepares the data (and checks a fine-tune's vocabulary); the others then open it."""
+    failure, prepared = None, None
+    if dist.is_main:
+        try:
+            prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, progress_bar,
+                                     base_vocab=source.vocab if source else None)
+            if source is not None:
+                finetune.check_vocab(source, prepared[0].vocab, strict=train_cfg.strict_vocab)
+        except CharLSTMError as exc:
+            failure = exc
+    dist.raise_rank0_failure(failure, CorpusError, "prepare the data")
+    if prepared is None:
+        prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, False, prepare=False)
+    return prepared
+
+
+def _size_run(model_cfg: ModelConfig, train_cfg: TrainConfig, given: set[str], data: PreparedData,
+              dist: distributed.Distributed) -> tuple[sizing.Plan | None, ModelConfig, TrainConfig]:
+    """The ``auto`` preset's choice: rank 0 probes and chooses, every rank takes the same."""
+    plan = None
+    if dist.is_main:
+        plan = sizing.plan_run(model_cfg, train_cfg, given=given, train_chars=data.sizes["train"],
+                               device=resolve_device(train_cfg.device))
+        log.info("%s", plan.describe())
+    chosen = dist.gather_objects(plan.chosen if plan else None)[0]
+    return (plan, *sizing.apply_choice(model_cfg, train_cfg, chosen))
+
+
+def _log_start(trainer: Trainer) -> None:
+    """What the tutorial printed at its start (its names kept), and how the text was cut."""
+    data = trainer.data
     log.info("Total Characters: %d", data.total_characters)
     log.info("Total Vocab: %d", len(data.vocab))
     log.info("%s", trainer.batches.describe())
     log.info("Splits: %s", ", ".join(f"{k} {v}" for k, v in data.sizes.items()))
     log.info("Parameters: %d trainable", trainer.model.num_parameters())
-    return trainer
 
 
 def _claim_new_folder(out_dir: Path, overwrite: bool,

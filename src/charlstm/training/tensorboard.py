@@ -8,16 +8,15 @@ imported only when asked for.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.model.loss import bits_per_char
-from charlstm.training.events import LogPoint, ReportEnd, RunEnd, RunStart, SampleLogged
+from charlstm.training.events import Callbacks, LogPoint, ReportEnd, RunEnd, RunStart, SampleLogged
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
-
-    from charlstm.training.trainer import Trainer
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -34,16 +33,15 @@ def summary_writer_class() -> type[SummaryWriter]:
 
 
 class TensorBoardLogger:
-    """Writes one trainer's scalars and samples to RUN/tensorboard/ (rank 0 only)."""
+    """Writes a run's scalars and samples to RUN/tensorboard/ (rank 0 only)."""
 
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        # Every rank checks, so a missing package stops all processes at start, not rank 0 alone.
+    def __init__(self, run_dir: Path):
+        self.log_dir = run_dir / TENSORBOARD_DIR
         self.writer_class = summary_writer_class()
         self.writer: SummaryWriter | None = None
-        if not trainer.dist.is_main:
-            return
-        on = trainer.callbacks.on
+
+    def subscribe(self, callbacks: Callbacks) -> None:
+        on = callbacks.on
         on(RunStart, self._open)
         on(LogPoint, self._log_point)
         on(ReportEnd, self._report_end)
@@ -54,11 +52,10 @@ class TensorBoardLogger:
         # A resumed run redoes every step after its checkpoint: purge_step drops what an earlier
         # invocation wrote from the first step this one takes, so no step appears twice.
         purge_step = event.step + 1 if event.step else None
-        log_dir = self.trainer.run_dir / TENSORBOARD_DIR
-        if log_dir.is_symlink():  # its event files, and the purge, would land in the link's target
-            raise CheckpointError(f"{log_dir} is a symbolic link; a run writes only files of its own: "
+        if self.log_dir.is_symlink():  # its event files, and the purge, would land in the link's target
+            raise CheckpointError(f"{self.log_dir} is a symbolic link; a run writes only files of its own: "
                                   "remove the link")
-        self.writer = self.writer_class(log_dir=str(log_dir), purge_step=purge_step)
+        self.writer = self.writer_class(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def _log_point(self, event: LogPoint) -> None:
         assert self.writer is not None

@@ -22,21 +22,23 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
+from charlstm.config.choices import CheckpointMetric, Precision
 from charlstm.data.prepared import PreparedData
 from charlstm.errors import ConfigError
 from charlstm.framing import framing_for
-from charlstm.model.network import CharLSTM, State, describe_shapes
+from charlstm.model.network import CharLSTM, describe_shapes
 from charlstm.model.runtime import check_bf16, physical_memory, resolve_device
 from charlstm.runs.lock import RunLock
 from charlstm.runs.meta import Progress
 from charlstm.training.checkpointing import Checkpointing
-from charlstm.training.display import ProgressBar
+from charlstm.training.display import progress_display
 from charlstm.training.distributed import Distributed
-from charlstm.training.events import Callbacks, LogPoint, RunEnd, RunStart, StepEnd
+from charlstm.training.events import Callbacks, LogPoint, Observer, RunEnd, RunStart, StepEnd
 from charlstm.training.reporting import Reporter
-from charlstm.training.runtime import LOG_FILE, run_log, stop_on_sigint
+from charlstm.training.process import LOG_FILE, run_log, stop_on_sigint
 from charlstm.training.samples import SampleLogger
 from charlstm.training.schedule import lr_factor, make_optimizer
+from charlstm.training.state import RunState
 from charlstm.training.stopping import StopRules
 from charlstm.training.tensorboard import TensorBoardLogger
 
@@ -53,7 +55,7 @@ class TrainResult:
 
 
 class Trainer:
-    """Owns one run's model, optimizer, data and counters; ``fit`` trains it."""
+    """Owns one run's model, optimizer, data and state; ``fit`` trains it."""
 
     def __init__(
         self, run_dir: Path, data: PreparedData, model_config: ModelConfig,
@@ -68,44 +70,70 @@ class Trainer:
         self.device = resolve_device(train_config.device)
         if dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", dist.local_rank)
-        if train_config.precision == "bf16":
+        if train_config.precision == Precision.BF16:
             check_bf16(self.device)
         self.stop_requested = threading.Event()  # Ctrl-C, or another thread, asks to stop
         self.clock = time.perf_counter  # replaceable, e.g. by a benchmark that pauses it to score
         self.callbacks = Callbacks()
-        self.model = build_for_training(model_config)
+        self._build_model(initial_weights)
+        self.state = RunState.fresh(self.device)
+        self.framing = framing_for(train_config)
+        c = train_config
+        self.batches = self.framing.batches(data.split("train"), c.batch_size, seed=c.seed, shuffle=c.shuffle,
+                                            rank=dist.rank, world_size=dist.world_size)
+        self.val_ids = data.split("val")
+        if c.checkpoint_metric == CheckpointMetric.VAL_LOSS and len(self.val_ids) <= c.seq_len:
+            raise ConfigError("checkpoint_metric val_loss needs a held-out split: raise val_fraction")
+        self.checkpoints = Checkpointing(
+            self.state, run_dir=run_dir, model=self.model, optimizer=self.optimizer,
+            configs=(model_config, train_config, corpus_config), data=data, dist=dist,
+            callbacks=self.callbacks)
+        self.reporter = Reporter(
+            self.state, config=c, model=self.model, framing=self.framing, val_ids=self.val_ids,
+            optimizer=self.optimizer, checkpoints=self.checkpoints, run_dir=run_dir, dist=dist,
+            callbacks=self.callbacks)
+        for observer in self._observers(progress_bar):
+            observer.subscribe(self.callbacks)
+
+    def _build_model(self, initial_weights: dict[str, torch.Tensor] | None) -> None:
+        """The model on its device, what steps it (DDP, compiled) and its optimizer."""
+        self.model = build_for_training(self.model_config)
         if initial_weights is not None:  # fine-tuning: another run's weights, before DDP copies rank 0's
             self.model.load_state_dict(initial_weights)
         self.model.to(self.device)
         # ``model`` is what is saved and evaluated; ``train_model`` is what steps (DDP averages
         # its gradients across processes, and starts every process from rank 0's weights).
         self.train_model: torch.nn.Module = self.model
-        if dist.enabled:
+        if self.dist.enabled:
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.optimizer = make_optimizer(self.model, train_config)
+        self.optimizer = make_optimizer(self.model, self.config)
         # torch.compile wraps what steps; the plain module is still what is saved.
-        self.step_model = torch.compile(self.train_model) if train_config.compile else self.train_model
-        self.progress = Progress()
-        self.hidden: State | None = None  # the state carried into the next batch (stream framing)
-        # Summed on the device: reading a loss every step would sync the GPU.
-        self.epoch_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.last_eval: dict[str, Any] = {}
-        self.framing = framing_for(train_config)
-        c = train_config
-        self.batches = self.framing.batches(data.split("train"), c.batch_size, seed=c.seed, shuffle=c.shuffle,
-                                            rank=dist.rank, world_size=dist.world_size)
-        self.val_ids = data.split("val")
-        if c.checkpoint_metric == "val_loss" and len(self.val_ids) <= c.seq_len:
-            raise ConfigError("checkpoint_metric val_loss needs a held-out split: raise val_fraction")
-        self.checkpoints = Checkpointing(self)
-        self.reporter = Reporter(self)
-        SampleLogger(self)
-        if train_config.tensorboard:
-            TensorBoardLogger(self)
-        if progress_bar and dist.is_main:
-            ProgressBar(self.callbacks)
+        self.step_model = torch.compile(self.train_model) if self.config.compile else self.train_model
+
+    def _observers(self, progress_bar: bool) -> list[Observer]:
+        """Who watches the run besides the evaluation schedule: all of them, in plain sight."""
+        c = self.config
+        # Every rank builds it, so a missing tensorboard package stops all processes at the start.
+        tensorboard = TensorBoardLogger(self.run_dir) if c.tensorboard else None
+        if not self.dist.is_main:
+            return []  # one voice: rank 0 alone shows, samples and writes curves
+        observers: list[Observer] = []
+        if c.sample_every:
+            prompt_from = self.val_ids if len(self.val_ids) > c.seq_len else self.data.split("train")
+            observers.append(SampleLogger(self.model, self.framing, prompt_from, self.data.vocab,
+                                          every=c.sample_every, length=c.sample_length))
+        if tensorboard is not None:
+            observers.append(tensorboard)
+        if progress_bar:
+            observers.append(progress_display())
+        return observers
+
+    @property
+    def progress(self) -> Progress:
+        """The run's counters (its ``RunState``'s)."""
+        return self.state.progress
 
     def close(self) -> None:
         """Let the run folder's lock go without training (``fit`` does so when it returns)."""
@@ -119,7 +147,7 @@ class Trainer:
             x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with self.autocast():
-            loss, self.hidden = self.framing.loss(self.step_model, x, y, self.hidden)
+            loss, self.state.hidden = self.framing.loss(self.step_model, x, y, self.state.hidden)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
@@ -129,7 +157,7 @@ class Trainer:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast when asked: matmuls in bfloat16, weights, loss and optimizer in fp32."""
-        if self.config.precision == "bf16":
+        if self.config.precision == Precision.BF16:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -149,21 +177,21 @@ class Trainer:
             self.close()
 
     def _fit(self) -> TrainResult:
-        p = self.progress
+        state, p = self.state, self.state.progress
         stops = StopRules(self.config, self.dist, len(self.batches), self.clock)
         window = _LossWindow(self.device, self.clock)
-        self.callbacks.emit(RunStart(p.step, stops.total_steps()))
+        self.callbacks.emit(RunStart(p.step, stops.total_steps(), self.config.time_budget))
         with stop_on_sigint(self.stop_requested) as interrupt:
-            self._finish_epoch_if_read()
+            state.finish_epoch_if_read(len(self.batches))
             reason = stops.reason(p, interrupt)
             while reason is None:
                 if p.batch == 0:
-                    self.hidden = None  # each epoch reads the text from its start
+                    state.hidden = None  # each epoch reads the text from its start
                 for k, x, y in self.batches.iterate(p.epoch, p.batch):
                     self._set_lr(stops.spent(p))
                     loss = self.train_step(x, y)
                     window.add(loss)
-                    self.epoch_sum += loss.double() * len(y)
+                    state.epoch_sum += loss.double() * len(y)
                     p.epoch_samples += len(y)
                     p.step, p.batch = p.step + 1, k + 1
                     self.callbacks.emit(StepEnd(p.step, p.epoch, loss, x, y))
@@ -171,7 +199,7 @@ class Trainer:
                     if reason:
                         break
                 else:  # a turn that trained nothing must still see the clock and Ctrl-C
-                    self._finish_epoch_if_read()
+                    state.finish_epoch_if_read(len(self.batches))
                     reason = stops.reason(p, interrupt)
         if self.reporter.last_step != p.step:
             self.reporter.report(window.mean(self.dist), False, stops.elapsed)
@@ -180,7 +208,7 @@ class Trainer:
             self.checkpoints.save_last()
         self.callbacks.emit(RunEnd(p.step, reason))
         log.info("stopped after step %d (%s)", p.step, reason)
-        return TrainResult(self.run_dir, p, reason or "", self.last_eval, self.dist.is_main)
+        return TrainResult(self.run_dir, p, reason or "", state.last_eval, self.dist.is_main)
 
     def _set_lr(self, spent: float) -> None:
         factor = lr_factor(self.config, self.progress.step, spent)
@@ -189,7 +217,7 @@ class Trainer:
 
     def _after_step(self, window: _LossWindow, stops: StopRules, interrupt: threading.Event) -> str | None:
         """Log points, evaluations and the end of an epoch; why to stop, if it is time."""
-        p, c = self.progress, self.config
+        p, c = self.state.progress, self.config
         epoch_end = p.batch == len(self.batches)
         eval_due = self.reporter.due(p.step, epoch_end)
         log_point = window.steps >= c.log_every or eval_due
@@ -202,19 +230,8 @@ class Trainer:
                                          stops.time_left(), self.optimizer.param_groups[0]["lr"]))
         if eval_due:
             self.reporter.report(recent, epoch_end, stops.elapsed)
-        self._finish_epoch_if_read()
+        self.state.finish_epoch_if_read(len(self.batches))
         return stops.reason(p, interrupt, agree=log_point)
-
-    def _finish_epoch_if_read(self) -> None:
-        """Move the counters to the next epoch once every batch of this one is read.
-
-        A checkpoint written by an epoch's last evaluation still holds that epoch with all its
-        batches read (its end-of-epoch figures belong to it); resuming from one starts here.
-        """
-        p = self.progress
-        if p.batch >= len(self.batches):
-            p.epoch, p.batch, p.epoch_samples = p.epoch + 1, 0, 0
-            self.epoch_sum.zero_()
 
 
 class _LossWindow:
