@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -288,3 +290,15 @@ def test_load_model_with_weights_that_do_not_fit_the_config(tmp_path):
     path = save_checkpoint(tmp_path / "ck.safetensors", model=_model(config=bigger), meta=_meta(CONFIG))
     with pytest.raises(CheckpointError, match="do not fit"):
         loading.load_model(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_checkpoints_are_written_with_the_modes_of_other_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = _saved(tmp_path)
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x", encoding="utf-8")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from charlstm.errors import CheckpointError
+from charlstm.runs.files import plain_mode
 from charlstm.runs.meta import CheckpointMeta
 
 SUFFIX = ".safetensors"
@@ -108,7 +109,7 @@ def save_checkpoint(
         raise _write_error(path, exc) from None
     try:
         save_file(tensors, tmp, metadata={_META_KEY: json.dumps(record)})
-        os.chmod(tmp, 0o644)  # as other files of the run, not mkstemp's 0600
+        os.chmod(tmp, plain_mode())  # as other files of the run, not mkstemp's 0600
         os.replace(tmp, path)
     except (OSError, SafetensorError) as exc:  # a full disk, a quota: the previous file is intact
         raise _write_error(path, exc) from None

@@ -33,6 +33,13 @@ def open_own(path: Path) -> BinaryIO:
     return os.fdopen(fd, "r+b")
 
 
+def plain_mode() -> int:
+    """The mode ``open`` gives a new file here (0o666 less the umask): temporary files get 0o600."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` at once: a reader sees the old file or the new, never half.
 
@@ -42,7 +49,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # as a plain write would leave it, not mkstemp's 0600
+        os.chmod(tmp, plain_mode())  # as a plain write would leave it, not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -34,8 +34,8 @@ from charlstm.training.checkpointing import Checkpointing
 from charlstm.training.display import progress_display
 from charlstm.training.distributed import Distributed
 from charlstm.training.events import Callbacks, LogPoint, Observer, RunEnd, RunStart, StepEnd
-from charlstm.training.reporting import Reporter
 from charlstm.training.process import LOG_FILE, run_log, stop_on_sigint
+from charlstm.training.reporting import Reporter
 from charlstm.training.samples import SampleLogger
 from charlstm.training.schedule import lr_factor, make_optimizer
 from charlstm.training.state import RunState
