@@ -125,7 +125,7 @@ class Recorder:
     def score(self) -> EvalResult:
         t = self.trainer
         # A window model re-reads 100 characters per prediction: score a fixed, evenly spaced subset.
-        cap = self.max_windows if t.framing.name == "window" else None
+        cap = None if t.framing.carries_state else self.max_windows
         return t.framing.evaluate(t.model, self.val_ids, device=t.device, max_chars=cap)
 
     def record(self, at: float | str, train_s: float, steps: int) -> None:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import _report
+from charlstm.config.choices import Precision
 from charlstm.data.prepare import prepare_corpus
 from charlstm.data.sources import default_corpus_path
 from charlstm.presets import PRESETS
@@ -83,7 +84,7 @@ class BareLoop:
         self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, betas=(0.9, c.beta2), eps=c.adam_eps,
                                            weight_decay=c.weight_decay)
         self.device, self.grad_clip, self.hidden = device, c.grad_clip, None
-        self.bf16 = precision == "bf16"
+        self.bf16 = precision == Precision.BF16
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -149,7 +150,7 @@ def time_shape(shape: Shape, data_dir: Path, run_dir: Path, args: argparse.Names
         for name in order[r % 3 :] + order[: r % 3]:  # rotate, so no loop always runs first
             if name == "matmul":
                 seconds["matmul"].append(matmul_seconds(args.matmul_size, device, torch.float32))
-                if args.precision == "bf16":  # what bf16 autocast could reach, for reference
+                if args.precision == Precision.BF16:  # what bf16 autocast could reach, for reference
                     seconds["matmul_bf16"].append(matmul_seconds(args.matmul_size, device, torch.bfloat16))
                 continue
             begin = time.perf_counter()
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", help=f"comma-separated, of {', '.join(SHAPES)} (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="fp32", choices=list(Precision))
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per shape (default 5)")
     parser.add_argument("--steps", type=int, default=5, help="training steps per round (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per loop first (default 2)")
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(time_shape(shape, data_dir, Path(tmp) / name, args))
     matmul = statistics.median(r["matmul_gflops"] for r in results)
     matmul_bf16 = (statistics.median(r["matmul_bf16_gflops"] for r in results)
-                   if args.precision == "bf16" else None)
+                   if args.precision == Precision.BF16 else None)
 
     notes = [f"Device {args.device}, precision {args.precision}; torch threads {torch.get_num_threads()}. "
              f"Embedding {DEFAULT_MODEL.embedding_size}, vocabulary {results[0]['shape']['vocab_size']}, "

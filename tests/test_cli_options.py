@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import re
 import types
 import typing
 from enum import StrEnum
@@ -20,9 +21,10 @@ import typer
 from _runs import TINY_STREAM, invoke, write_text
 from charlstm import presets
 from charlstm.cli.app import app, parse_duration
-from charlstm.cli.options import FIELD_HELP
+from charlstm.cli.options import field_help
 from charlstm.config import CorpusConfig, ModelConfig, SampleConfig, TrainConfig
 from charlstm.config.choices import UnknownPolicy
+from charlstm.config.dynamic import DynamicConfig
 from charlstm.data.prepared import open_prepared
 from charlstm.errors import ConfigError
 from charlstm.generation import generators
@@ -113,10 +115,81 @@ def test_eval_unknown_is_the_unknown_policy():
     assert click_choices("eval", "unknown") == [p.value for p in UnknownPolicy]
 
 
-def test_help_texts_belong_to_real_settings():
-    configs = (ModelConfig, TrainConfig, CorpusConfig, SampleConfig)
-    names = {f.name for config in configs for f in dataclasses.fields(config)}
-    assert set(FIELD_HELP) <= names
+# ---- help: the field's, whole at 80 columns -----------------------------------------------------
+
+# Commands whose settings keep a preset's values when not given: their help shows no default.
+PRESET_DEFAULTS = {"train"}
+
+
+def _shown_default(name: str, default: Any) -> str:
+    """The ``[default: ...]`` a flag's help ends with: a bool's as the flag that gives it."""
+    if default is None:
+        return ""
+    if isinstance(default, bool):
+        dashed = name.replace("_", "-")
+        return f"  [default: {dashed if default else 'no-' + dashed}]"
+    return f"  [default: {default.value if isinstance(default, StrEnum) else default}]"
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_each_generated_flag_shows_its_own_configs_field_help(command):
+    params = click_params(command)
+    configs, only, _ = COMMANDS[command]
+    for config in configs:
+        for f in dataclasses.fields(config):
+            if f.name in NOT_FLAGS or (only is not None and f.name not in only):
+                continue
+            shown = "" if command in PRESET_DEFAULTS else _shown_default(f.name, f.default)
+            assert params[f.name].help == f.metadata["help"] + shown, f"{command} --{f.name}"
+
+
+def test_generate_seed_is_the_sample_seed_not_the_training_seed():
+    assert click_params("generate")["seed"].help.startswith(field_help(SampleConfig, "seed"))
+    assert click_params("train")["seed"].help == field_help(TrainConfig, "seed")
+    assert field_help(SampleConfig, "seed") != field_help(TrainConfig, "seed")
+
+
+def test_eval_dynamic_flags_show_the_dynamic_configs_help_and_defaults():
+    params = click_params("eval")
+    for name in ("lr", "seq_len", "decay"):
+        param = params[f"dynamic_{name}"]
+        assert param.help == field_help(DynamicConfig, name)
+        assert param.default == getattr(DynamicConfig(), name)
+
+
+def _all_commands() -> list[str]:
+    return list(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+@pytest.mark.parametrize("command", _all_commands())
+def test_help_fits_80_columns_with_every_flag_whole(monkeypatch, command, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    for param in click_command(command).params:
+        if param.param_type_name == "argument":
+            assert re.search(rf"(?<![\w-]){re.escape(param.metavar)}(?![\w-])", text), param.name
+            assert f"{{{param.name}}}" not in text
+        for flag in (*param.opts, *param.secondary_opts) if param.param_type_name == "option" else ():
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), f"{flag} cut or missing"
+    too_long = [line for line in text.splitlines() if len(line) > 80]
+    assert too_long == []
+    for unreadable in ("\u2026", "list[", "<bool>", "{run}", "\u2011"):
+        assert unreadable not in text, unreadable
+
+
+def test_help_groups_the_settings_by_config():
+    text = invoke("train", "--help").stdout
+    headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Arguments:", "Options:", "Model settings:", "Train settings:", "Corpus settings:"]
+
+
+def test_help_names_arguments_as_click_does():
+    assert invoke("eval", "--help").stdout.splitlines()[0].endswith(" eval [OPTIONS] RUN [TEXT]...")
+    result = invoke("generate")
+    assert "'RUN'" in result.stderr
 
 
 @pytest.mark.parametrize(("command", "flag"), [("train", "--beta2"), ("generate", "--top-p"),
@@ -171,6 +244,13 @@ def test_prepare_flags_reach_the_data_folder(tmp_path):
     assert data.corpus_config == CorpusConfig(lowercase=True)
     total = sum(data.sizes.values())
     assert data.sizes["val"] == round(total * 0.25) and data.sizes["test"] == round(total * 0.05)
+
+
+def test_prepare_says_its_summary_once(tmp_path):
+    result = invoke("prepare", write_text(tmp_path / "text.txt"), "--out", tmp_path / "data", "--no-progress")
+    assert result.exit_code == 0, result.output
+    summaries = [line for line in result.stderr.splitlines() if line.startswith("prepared ")]
+    assert len(summaries) == 1 and "vocabulary" in summaries[0], result.stderr
 
 
 def test_generate_flags_reach_the_sample_config(monkeypatch):

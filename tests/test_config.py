@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from charlstm.config.train import TrainConfig
+from charlstm.config import CorpusConfig, ModelConfig, SampleConfig, TrainConfig
+from charlstm.config.dynamic import DynamicConfig
 from charlstm.errors import ConfigError
 
 
@@ -29,3 +32,22 @@ def test_eval_max_chars_defaults_to_a_cap_and_reads_old_runs_none_as_all():
     assert TrainConfig(eval_max_chars=None).eval_max_chars == 0  # configs written before the cap
     with pytest.raises(ConfigError, match="eval_max_chars"):
         TrainConfig(eval_max_chars=-1)
+
+
+CONFIGS = (ModelConfig, TrainConfig, CorpusConfig, SampleConfig, DynamicConfig)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
+def test_every_setting_has_its_help_on_its_field(config):
+    for f in dataclasses.fields(config):
+        text = f.metadata.get("help")
+        assert isinstance(text, str) and text.strip(), f"{config.__name__}.{f.name} has no help"
+        assert text == " ".join(text.split()), f"{config.__name__}.{f.name}: one line, single spaces"
+        assert text.endswith((".", ")")) and not text.endswith(".."), f"{config.__name__}.{f.name}"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
+def test_a_fields_default_is_still_its_class_attribute(config):
+    instance = config()
+    for f in dataclasses.fields(config):  # the CLI reads DynamicConfig.lr and the like
+        assert getattr(config, f.name) == f.default == getattr(instance, f.name)

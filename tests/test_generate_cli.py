@@ -159,3 +159,65 @@ def test_dynamic_evaluation_settings_out_of_range_are_refused(run, value):
 def test_report_refuses_a_negative_seed(run, tmp_path):
     result = invoke("report", run, "--out", tmp_path / "r.html", "--seed", "-1")
     assert_one_error(result, 2, "seed must be in")
+
+
+# ---- --interactive: a session survives Ctrl-C and characters the model does not know ----------
+
+TALK = ("generate", "--interactive", "--length", "15", "--seed", "6")
+
+
+def talk(run: Path, *lines: str) -> Result:
+    """An interactive session fed ``lines`` on standard input, then its end (Ctrl-D)."""
+    return invoke(TALK[0], run, *TALK[1:], stdin="".join(f"{line}\n" for line in lines))
+
+
+def test_an_unknown_character_in_a_session_is_one_line_and_the_session_goes_on(run):
+    plain = talk(run, "the ", "")
+    with_bad = talk(run, "the ", "a \u2603 b", "")
+    assert with_bad.exit_code == plain.exit_code == 0, with_bad.output
+    notes = [line for line in with_bad.stderr.splitlines() if line.startswith("charlstm: ")]
+    assert len(notes) == 1 and "'\u2603'" in notes[0] and "left out" in notes[0]
+    # The bad line only cost one more "> " prompt: both turns are there, as if it was never typed.
+    assert with_bad.stdout.replace("> ", "") == plain.stdout.replace("> ", "")
+    assert len(plain.stdout.replace("> ", "")) == 2 * 16
+
+
+def test_ctrl_c_during_a_continuation_returns_to_the_prompt(run, monkeypatch):
+    from charlstm.generation import interactive
+
+    real = interactive.generate
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the first turn's fourth character is made
+        prompt, steps = real(*args, **kwargs)
+        monkeypatch.setattr(interactive, "generate", real)
+
+        def stepping():
+            for k, step in enumerate(steps):
+                if k == 3:
+                    raise KeyboardInterrupt
+                yield step
+
+        return prompt, stepping()
+
+    monkeypatch.setattr(interactive, "generate", interrupted)
+    result = talk(run, "the ", "and ")
+    assert result.exit_code == 0, result.output
+    first, second, end = result.stdout.split("> ")[1:]
+    assert len(first) == 3 + 1 and len(second) == 15 + 1 and end == ""
+
+
+def test_ctrl_c_at_the_prompt_ends_the_session_with_exit_0(run, monkeypatch):
+    ended_by_eof = talk(run, "the ")
+    typed = iter(["the "])
+
+    def read_then_ctrl_c(prompt: str = "") -> str:
+        print(prompt, end="")
+        line = next(typed, None)
+        if line is None:
+            raise KeyboardInterrupt
+        return line
+
+    monkeypatch.setattr("builtins.input", read_then_ctrl_c)
+    result = invoke(*TALK[:1], run, *TALK[1:])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ended_by_eof.stdout

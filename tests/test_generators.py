@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,10 @@ from _runs import (
 )
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generation.generators import generate, generate_text
-from charlstm.generation.sampling import filter_logits, make_generator, sample_next
+from charlstm.generation import interactive as interactive_module
+from charlstm.generation.generators import _sample_steps, generate, generate_text
+from charlstm.generation.interactive import interactive
+from charlstm.generation.sampling import filter_logits, make_generator
 from charlstm.model.network import PRIME_CHUNK, prime
 from charlstm.runs.loading import load_model
 
@@ -44,6 +47,45 @@ def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class FixedLogits:
+    """A reader whose logits never change: the generators' sampling without a model."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits  # (B, V)
+
+    def advance(self, ids: torch.Tensor) -> None:
+        pass
+
+
+def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
+    """One id per row of (B, V) logits: one step of the generators' own loop, its noise drawn for it alone."""
+    step = replace(config, length=1, num_samples=logits.shape[0])
+    return next(_sample_steps(FixedLogits(logits.detach().float()), step, generator, logits.device))
+
+
+def reference_probs(row: torch.Tensor, config: SampleConfig) -> torch.Tensor:
+    """(V,) logits -> (V,) probabilities, as written out by hand: temperature, top-k, top-p, renormalise."""
+    probs = torch.softmax(row.double() / config.temperature, dim=-1).tolist()
+    ranked = sorted(range(len(probs)), key=lambda i: -probs[i])[: config.top_k]
+    if config.top_p is not None:
+        total, kept, mass = sum(probs[i] for i in ranked), [], 0.0
+        for i in ranked:
+            if mass >= config.top_p:  # the ones before already reach top_p
+                break
+            kept.append(i)
+            mass += probs[i] / total
+        ranked = kept
+    out = torch.zeros(len(probs), dtype=torch.float64)
+    out[ranked] = torch.tensor([probs[i] for i in ranked], dtype=torch.float64)
+    return out / out.sum()
+
+
+def reference_draws(row: torch.Tensor, config: SampleConfig, draws: int, generator: torch.Generator
+                    ) -> torch.Tensor:
+    """``draws`` ids from one row of (V,) logits: its softmax, then ``multinomial``; no shortcut."""
+    return torch.multinomial(reference_probs(row, config), draws, replacement=True, generator=generator)
+
+
 def support(logits: torch.Tensor, config: SampleConfig, draws: int = 4000, seed: int = 0) -> set[int]:
     """The ids drawn for one row of logits over many independent draws."""
     rows = logits.reshape(1, -1).expand(draws, -1)
@@ -54,7 +96,22 @@ def logits_of(probs: list[float]) -> torch.Tensor:
     return torch.tensor(probs).log()
 
 
-# ---- sample_next ---------------------------------------------------------------------------
+# ---- one sampling step ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [
+    SampleConfig(), SampleConfig(temperature=0.5), SampleConfig(temperature=2.0), SampleConfig(top_k=3),
+    SampleConfig(top_p=0.8), SampleConfig(temperature=0.7, top_k=5, top_p=0.9),
+], ids=["plain", "cold", "hot", "top_k", "top_p", "all"])
+def test_the_fast_step_draws_as_the_softmax_multinomial_reference(config):
+    draws = 10_000  # as many rows as one SampleConfig takes
+    row = torch.randn(V, generator=seeded(20)) * 1.5
+    fast = torch.bincount(sample_next(row.expand(draws, -1), config, seeded(21)), minlength=V) / draws
+    slow = torch.bincount(reference_draws(row, config, draws, seeded(22)), minlength=V) / draws
+    assert torch.equal(fast > 0, slow > 0)  # the same characters are ever drawn
+    probs = reference_probs(row, config).float()
+    # The two shares of each character differ by at most ~5 standard deviations of their difference.
+    assert ((fast - slow).abs() <= 5 * (2 * probs * (1 - probs) / draws).sqrt() + 1e-9).all(), (fast, slow)
 
 
 def test_greedy_is_argmax_whatever_the_temperature():
@@ -406,22 +463,73 @@ def test_the_prompt_is_cleaned_like_the_training_text(lowercase_run):
     assert generate_text(loaded, "The White Rabbit", length=20, greedy=True) == expected
 
 
-def test_interactive_continues_what_the_user_types(stream_run):
-    from charlstm.generation.interactive import interactive
+# ---- the interactive loop ------------------------------------------------------------------------
 
-    loaded = load_model(stream_run)
-    lines = iter(["the ", "", "/reset", "a", "/quit", "never read"])
+
+def session(loaded, lines: list[str], **settings) -> tuple[str, list[str], list[str]]:
+    """An interactive session fed ``lines``: its text, what it wrote and the notes it gave."""
+    feed = iter(lines)
     written: list[str] = []
-    text = interactive(loaded, SampleConfig(length=12, seed=5), lambda: next(lines, None), written.append)
+    notes: list[str] = []
+    text = interactive(loaded, SampleConfig(length=12, seed=5, **settings), lambda: next(feed, None),
+                       written.append, notes.append)
+    return text, written, notes
+
+
+def test_interactive_continues_what_the_user_types(stream_run):
+    loaded = load_model(stream_run)
+    text, written, notes = session(loaded, ["the ", "", "/reset", "a", "/quit", "never read"])
     # Three turns ("the ", Enter alone for more, "a" after /reset), each 12 characters then a newline.
-    assert len(written) == 3 * 13
+    assert len(written) == 3 * 13 and notes == []
     turns = ["".join(written[i * 13 : i * 13 + 12]) for i in range(3)]
     assert all(written[i * 13 + 12] == "\n" for i in range(3))
     assert text == "a" + turns[2]  # /reset dropped the first text; /quit stopped before "never read"
-    again: list[str] = []
-    lines = iter(["the ", "", "/reset", "a", "/quit"])
-    interactive(loaded, SampleConfig(length=12, seed=5), lambda: next(lines, None), again.append)
-    assert again == written  # a seeded session repeats itself
+    assert session(loaded, ["the ", "", "/reset", "a", "/quit"])[1] == written  # a seeded session repeats
+
+
+def interrupted_first_turn(monkeypatch, after: int) -> None:
+    """Ctrl-C (KeyboardInterrupt) while the first turn's step ``after`` is being made."""
+    real, turns = interactive_module.generate, []
+
+    def generate_then_interrupt(*args, **kwargs):
+        prompt, steps = real(*args, **kwargs)
+        turns.append(prompt)
+
+        def stepping(first: bool = len(turns) == 1):
+            for k, step in enumerate(steps):
+                if first and k == after:
+                    raise KeyboardInterrupt
+                yield step
+
+        return prompt, stepping()
+
+    monkeypatch.setattr(interactive_module, "generate", generate_then_interrupt)
+
+
+def test_ctrl_c_during_a_continuation_stops_it_and_the_session_goes_on(stream_run, monkeypatch):
+    loaded = load_model(stream_run)
+    _, whole, _ = session(loaded, ["the "])
+    interrupted_first_turn(monkeypatch, after=5)
+    text, written, notes = session(loaded, ["the ", "a", "/quit"])
+    assert written[:6] == [*whole[:5], "\n"]  # the first turn stopped after 5 characters
+    second = "".join(written[6:-1])
+    assert len(second) == 12 and written[-1] == "\n" and notes == []
+    assert text == "the " + "".join(whole[:5]) + "a" + second  # what was written before Ctrl-C stays
+
+
+@pytest.mark.parametrize("bad", ["a \u2603 b", "\u20ac"])
+def test_an_unknown_character_is_named_and_the_session_goes_on(stream_run, bad):
+    loaded = load_model(stream_run)
+    text, written, notes = session(loaded, ["the ", bad, "", "/quit"])
+    unknown = next(ch for ch in bad if ch not in loaded.vocab.chars)
+    assert len(notes) == 1 and repr(unknown) in notes[0] and "left out" in notes[0]
+    assert (text, written) == session(loaded, ["the ", "", "/quit"])[:2]  # as if it was never typed
+
+
+def test_a_line_that_drops_to_nothing_is_named_too(stream_run):
+    loaded = load_model(stream_run)
+    _, written, notes = session(loaded, ["\u2603", "the ", "/quit"], unknown="drop")
+    assert len(notes) == 1 and "empty" in notes[0] and len(written) == 13
 
 
 @pytest.mark.parametrize("temperature", [1e-39, 1e-29, 1e-20, 1e-8])

@@ -15,9 +15,10 @@ from charlstm.cli.app import app
 from charlstm.config.corpus import CorpusConfig
 from charlstm.data import sources as corpus
 from charlstm.data.prepare import prepare_corpus
-from charlstm.data.prepared import open_prepared, write_prepared
+from charlstm.data.prepared import open_prepared
 from charlstm.data.sources import load_text
 from charlstm.data.vocab import Vocab
+from charlstm.data.writer import write_prepared
 from charlstm.errors import CheckpointError, CorpusError
 
 START = "*** START OF THE PROJECT GUTENBERG EBOOK TEST ***"

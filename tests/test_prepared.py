@@ -1,4 +1,4 @@
-"""data.py: splits, prepared token files, stream batches and window batches."""
+"""data.prepared: prepared token files read back as written; stream batches and window batches."""
 
 from __future__ import annotations
 
@@ -11,32 +11,12 @@ import pytest
 import torch
 
 from charlstm.data import prepared as data
-from charlstm.data.prepared import id_dtype, open_prepared, split_sizes, write_prepared
+from charlstm.data.prepared import open_prepared
 from charlstm.data.vocab import Vocab
-from charlstm.errors import ConfigError, CorpusError
+from charlstm.data.writer import id_dtype, split_sizes, write_prepared
+from charlstm.errors import CorpusError
 from charlstm.framing.stream import StreamBatches
 from charlstm.framing.window import WindowBatches
-
-# --- splits ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n", [0, 1, 7, 100, 4557])
-@pytest.mark.parametrize(("val", "test"), [(0.0, 0.0), (0.1, 0.0), (0.1, 0.05), (0.45, 0.45)])
-def test_split_sizes_cover_the_text(n, val, test):
-    sizes = split_sizes(n, val, test)
-    assert list(sizes) == ["train", "val", "test"]
-    assert sum(sizes.values()) == n
-    assert all(size >= 0 for size in sizes.values())
-    assert abs(sizes["val"] - n * val) <= 0.5
-    assert abs(sizes["test"] - n * test) <= 0.5
-
-
-@pytest.mark.parametrize(("val", "test"), [(-0.1, 0.0), (0.0, -0.1), (1.0, 0.0), (0.5, 0.5), (0.9, 0.2),
-                                           (float("nan"), 0.0), (0.0, float("inf"))])
-def test_split_sizes_reject_bad_fractions(val, test):
-    with pytest.raises(ConfigError, match="fraction"):
-        split_sizes(100, val, test)
-
 
 # --- prepared token files -----------------------------------------------------------------------
 
@@ -72,19 +52,6 @@ def test_empty_split_has_no_file_and_reads_empty(tmp_path, tiny_text):
     assert len(prepared.split("test")) == 0
 
 
-@pytest.mark.parametrize(
-    ("vocab_size", "dtype"), [(1, np.uint8), (256, np.uint8), (257, np.uint16), (65535, np.uint16)]
-)
-def test_id_dtype_is_the_smallest_that_fits(vocab_size, dtype):
-    assert id_dtype(vocab_size) == np.dtype(dtype)
-    assert np.iinfo(id_dtype(vocab_size)).max >= vocab_size - 1
-
-
-def test_id_dtype_refuses_above_65535():
-    with pytest.raises(CorpusError, match="65,535"):
-        id_dtype(65536)
-
-
 def test_large_vocab_is_stored_as_uint16(tmp_path):
     chars = [chr(0x4E00 + i) for i in range(300)]  # 300 distinct CJK characters
     text = "".join(chars) * 3
@@ -118,7 +85,7 @@ def test_an_id_beyond_the_vocabulary_is_found_in_any_piece_and_named(tmp_path, t
     text = tiny_text + "".join(chr(0x400 + i) for i in range(extra))
     vocab = Vocab.from_text(text)
     write_prepared(text, vocab, tmp_path, val_fraction=0.1, test_fraction=0.0)
-    dtype = data.id_dtype(len(vocab))
+    dtype = id_dtype(len(vocab))
     ids = np.fromfile(tmp_path / "train.bin", dtype=dtype)
     ids[1234] = len(vocab) + 2  # a damaged or edited folder
     ids.tofile(tmp_path / "train.bin")

@@ -9,10 +9,11 @@ import asyncio
 
 import pytest
 
+from _reference import cut_at_stop
 from _runs import train_stream_run, write_text
 from charlstm.config.sample import SampleConfig
 from charlstm.generation.generators import generate_text, prompt_ids
-from charlstm.generation.stops import cut_at_stop
+from charlstm.generation.threads import step_threads
 from charlstm.runs.loading import LoadedModel, load_model
 from charlstm.serve import scheduler as scheduler_module
 from charlstm.serve.jobs import ApiError, Job, Slots
@@ -157,6 +158,18 @@ def test_a_cancelled_stream_leaves_at_once_and_the_others_go_on(pool, loaded):
     assert len(cut[0]) < 2000
     assert whole == generate_text(loaded, "and ", seed=3, length=300)
     assert slots.used == 0
+
+
+def test_prompts_are_read_on_every_thread_and_steps_take_the_thread_policy_s_count(pool, loaded,
+                                                                                monkeypatch):
+    scheduler, slots = pool
+    asked: list[int] = []
+    monkeypatch.setattr(scheduler_module, "use_threads", asked.append)
+    scheduler.max_threads = 3  # as if torch had 3 threads when the scheduler was made
+    texts, _ = asyncio.run(run_job(scheduler, slots, loaded, "the ", length=5))
+    small = step_threads(1, loaded.model.config.hidden_size, most=3)
+    assert small == 1 and asked == [3, small, small, small, small]  # the 5th character ends the row
+    assert texts == generate_text(loaded, "the ", seed=1, length=5)
 
 
 def test_length_zero_finishes_at_once(pool, loaded):

@@ -12,10 +12,10 @@ pytest.importorskip("openai", reason="the openai client is a dev dependency")
 import openai
 from fastapi.testclient import TestClient
 
+from _reference import cut_at_stop
 from _serving import running_server, tiny_run
 from charlstm.generation.generators import generate_text
 from charlstm.generation.sampling import sample_seed
-from charlstm.generation.stops import cut_at_stop
 from charlstm.runs.loading import LoadedModel, load_model
 from charlstm.serve.app import ServeLimits, create_app
 

@@ -15,7 +15,7 @@ import pytest
 
 from charlstm.config.corpus import CorpusConfig
 from charlstm.data import sources as corpus
-from charlstm.data.cleaning import clean_document
+from charlstm.data.cleaning import TextCleaner
 from charlstm.data.sources import load_text
 from charlstm.data.vocab import Vocab
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
@@ -35,6 +35,12 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_bytes(text.encode("utf-8"))
     return path
+
+
+def clean_document(text: str, config: CorpusConfig | None = None) -> str:
+    """One whole document cleaned in one feed: what any split into chunks must give too."""
+    cleaner = TextCleaner.for_corpus(config or CorpusConfig())
+    return cleaner.feed(text) + cleaner.finish()
 
 
 # --- Gutenberg header and footer -------------------------------------------------------------
@@ -351,11 +357,15 @@ def test_unknown_characters_replace():
     assert vocab.decode(vocab.encode("axb yc", unknown="replace", replacement=" ")) == "a b  c"
 
 
-@pytest.mark.parametrize("replacement", ["?", None])
-def test_replacement_must_be_in_the_vocabulary(replacement):
+def test_replacement_must_be_in_the_vocabulary():
     vocab = Vocab.from_text("abc")
-    with pytest.raises(CorpusError, match="replacement"):
-        vocab.encode("axc", unknown="replace", replacement=replacement)
+    with pytest.raises(CorpusError, match="replacement '\\?' is not in the vocabulary"):
+        vocab.encode("axc", unknown="replace", replacement="?")
+
+
+def test_replace_without_a_replacement_says_one_is_needed():
+    with pytest.raises(ConfigError, match="needs the replacement character"):
+        Vocab.from_text("abc").encode("axc", unknown="replace")
 
 
 def test_unknown_policy_must_be_known():

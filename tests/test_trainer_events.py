@@ -10,8 +10,8 @@ import torch
 
 from _runs import TINY_STREAM, write_text
 from charlstm import presets
-from charlstm.data.prepared import write_prepared
 from charlstm.data.vocab import Vocab
+from charlstm.data.writer import write_prepared
 from charlstm.runs import folder as runs
 from charlstm.runs.metrics import read_metrics
 from charlstm.training import session as api

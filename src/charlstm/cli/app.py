@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from charlstm.cli import generate, tools, train
 from charlstm.cli.console import configure_logging
+from charlstm.cli.help import Command, HelpContext
 from charlstm.cli.options import parse_duration
 from charlstm.errors import CharLSTMError
 
@@ -34,6 +35,8 @@ __all__ = ["app", "main", "parse_duration"]
 
 class _Commands(TyperGroup):
     """The command group: what goes wrong while parsing or running a command leaves it as one line."""
+
+    context_class = HelpContext
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
@@ -71,6 +74,7 @@ def _exit(message: str, exit_code: int, *, hint: str | None = None) -> NoReturn:
 
 app = typer.Typer(
     cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Train character-level LSTM language models on your own text and generate from them.",
 )
 
@@ -83,16 +87,16 @@ def main_options(
     configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
-app.command()(train.train)
-app.command()(train.prepare)
-app.command()(generate.generate)
-app.command("eval")(generate.evaluate)
-app.command()(generate.info)
-app.command("import-keras")(tools.import_keras)
-app.command()(tools.export)
-app.command()(tools.report)
-app.command("presets")(tools.list_presets)
-app.command()(tools.serve)
+app.command(cls=Command)(train.train)
+app.command(cls=Command)(train.prepare)
+app.command(cls=Command)(generate.generate)
+app.command("eval", cls=Command)(generate.evaluate)
+app.command(cls=Command)(generate.info)
+app.command("import-keras", cls=Command)(tools.import_keras)
+app.command(cls=Command)(tools.export)
+app.command(cls=Command)(tools.report)
+app.command("presets", cls=Command)(tools.list_presets)
+app.command(cls=Command)(tools.serve)
 
 
 def main(args: Sequence[str] | None = None) -> None:

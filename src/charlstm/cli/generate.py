@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from charlstm.cli.options import config_flags, parse_char_count
+from charlstm.cli.options import config_flags, field_help, parse_char_count
 from charlstm.config.dynamic import DynamicConfig
 from charlstm.config.sample import SampleConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from charlstm.generation.stops import SampleStops
     from charlstm.model.loss import EvalResult
+    from charlstm.runs.loading import LoadedModel
 
 
 @config_flags(SampleConfig)
@@ -28,66 +32,87 @@ def generate(
         help="Read the prompt from this UTF-8 file (- reads standard input), of any length, cleaned as "
              "--prompt is. Only the continuation is printed, not the prompt.")] = None,
     stop: Annotated[list[str] | None, typer.Option(
-        "--stop", help="End a sample when its text ends with this (left out of the text); repeat for "
-                       "up to 4.")] = None,
+        "--stop", metavar="TEXT",
+        help="End a sample when its text ends with this (left out of the text); repeat for up to 4.")
+    ] = None,
     interactive: Annotated[bool, typer.Option(help="Type text, the model continues it; /quit ends.")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
     **settings: Any,
 ) -> None:
     """Generate text, printing it as it comes."""
-    from charlstm.errors import ConfigError
     from charlstm.generation.generators import generate as run_generate
-    from charlstm.generation.stops import StopMatcher, check_stops
+    from charlstm.generation.stops import SampleStops, check_stops
     from charlstm.model.runtime import resolve_device
     from charlstm.runs.loading import load_model
 
     config = SampleConfig(**settings)
     stops = check_stops(stop or [])
     if prompt_file is not None:
-        if prompt is not None:
-            raise ConfigError("give the prompt with --prompt or with --prompt-file, not both")
-        if interactive:
-            raise ConfigError("--interactive reads its text as you type it; it takes no --prompt-file")
-        from charlstm.data.sources import read_prompt
-
-        prompt = read_prompt(sys.stdin.buffer if str(prompt_file) == "-" else prompt_file)
+        prompt = _read_prompt_file(prompt_file, prompt, interactive)
     loaded = load_model(run, resolve_device(device))
     if interactive:
-        if stops:
-            raise ConfigError("--interactive continues your text until its length; it takes no --stop")
-        from charlstm.generation.interactive import interactive as run_interactive
-
-        typer.echo("Type text and press Enter; the model continues it. Enter alone: more; "
-                   "/reset: new text; /quit or Ctrl-D: end.", err=True)
-        run_interactive(loaded, config, _read_line, _write_now)
+        _interact(loaded, config, stops)
         return
     used_prompt, steps = run_generate(loaded, prompt or None, config)
     if not prompt and loaded.framing.announces_default_prompt:
         typer.echo(f'Seed:\n"{used_prompt}"', err=True)
     # A file's prompt may be megabytes, and piping a file in asks for what follows it: not echoed.
     echoed = "" if prompt_file is not None else used_prompt
+    ends = SampleStops(stops, config.num_samples)
     if config.num_samples == 1:
-        sys.stdout.write(echoed)
-        matcher = StopMatcher(stops)
-        for step in steps:
-            _write_now(matcher.feed(step[0]))
-            if matcher.stopped:
-                break
-        sys.stdout.write(matcher.flush() + "\n")
-        if matcher.stopped:
-            typer.echo("charlstm: finished at a stop sequence", err=True)
-        return
-    matchers = [StopMatcher(stops) for _ in range(config.num_samples)]
-    texts: list[list[str]] = [[] for _ in matchers]
+        _print_as_it_comes(echoed, steps, ends)
+    else:
+        _print_samples(echoed, steps, ends)
+
+
+def _read_prompt_file(prompt_file: Path, prompt: str | None, interactive: bool) -> str:
+    """The prompt in ``prompt_file`` (- : standard input), once it is the only text given."""
+    from charlstm.data.sources import read_prompt
+    from charlstm.errors import ConfigError
+
+    if prompt is not None:
+        raise ConfigError("give the prompt with --prompt or with --prompt-file, not both")
+    if interactive:
+        raise ConfigError("--interactive reads its text as you type it; it takes no --prompt-file")
+    return read_prompt(sys.stdin.buffer if str(prompt_file) == "-" else prompt_file)
+
+
+def _interact(loaded: LoadedModel, config: SampleConfig, stops: tuple[str, ...]) -> None:
+    """``--interactive``: continue what the user types until /quit, Ctrl-D or Ctrl-C at the prompt."""
+    from charlstm.errors import ConfigError
+    from charlstm.generation.interactive import interactive
+
+    if stops:
+        raise ConfigError("--interactive continues your text until its length; it takes no --stop")
+    typer.echo("Type text and press Enter; the model continues it. Enter alone: more; "
+               "Ctrl-C: stop the model; /reset: new text; /quit or Ctrl-D: end.", err=True)
+    interactive(loaded, config, _read_line, _write_now, _note)
+
+
+def _print_as_it_comes(echoed: str, steps: Iterator[list[str]], ends: SampleStops) -> None:
+    """One sample: each character printed once it cannot be the start of a stop sequence."""
+    sys.stdout.write(echoed)
     for step in steps:
-        for matcher, text, ch in zip(matchers, texts, step, strict=True):
-            if not matcher.stopped:
-                text.append(matcher.feed(ch))
-        if all(m.stopped for m in matchers):
+        _write_now(ends.feed(0, step[0]))
+        if ends.stopped(0):
             break
-    for i, (matcher, text) in enumerate(zip(matchers, texts, strict=True)):
-        note = " (finished at a stop sequence)" if matcher.stopped else ""
-        typer.echo(f"--- sample {i + 1}{note} ---\n{echoed}{''.join(text)}{matcher.flush()}")
+    sys.stdout.write(ends.end(0, "length") + "\n")
+    if ends.stopped(0):
+        _note("finished at a stop sequence")
+
+
+def _print_samples(echoed: str, steps: Iterator[list[str]], ends: SampleStops) -> None:
+    """Several samples: generated together, each printed whole under its own heading."""
+    texts: list[list[str]] = [[] for _ in ends.reasons]
+    for step in steps:
+        for text, shown in zip(texts, ends.feed_step(step), strict=True):
+            text.append(shown)
+        if ends.all_ended:
+            break
+    held = ends.end_all("length")
+    for i, text in enumerate(texts):
+        note = " (finished at a stop sequence)" if ends.stopped(i) else ""
+        typer.echo(f"--- sample {i + 1}{note} ---\n{echoed}{''.join(text)}{held[i]}")
 
 
 def _read_line() -> str | None:
@@ -100,6 +125,11 @@ def _read_line() -> str | None:
 def _write_now(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _note(text: str) -> None:
+    """A line for the user beside the generated text: on stderr, so the text alone goes on."""
+    typer.echo(f"charlstm: {text}", err=True)
 
 
 @config_flags(SampleConfig, only={"unknown", "replacement"})
@@ -117,12 +147,14 @@ def evaluate(
     dynamic: Annotated[bool, typer.Option(
         "--dynamic", help="Also score while adapting the weights to the text as it is read.",
         rich_help_panel="Dynamic evaluation")] = False,
-    dynamic_lr: Annotated[float, typer.Option(rich_help_panel="Dynamic evaluation")] = DynamicConfig.lr,
+    # DynamicConfig's fields, declared by hand as --dynamic-NAME; beta2 and eps have no flag.
+    dynamic_lr: Annotated[float, typer.Option(
+        help=field_help(DynamicConfig, "lr"), rich_help_panel="Dynamic evaluation")] = DynamicConfig.lr,
     dynamic_seq_len: Annotated[int, typer.Option(
-        help="Characters per segment: scored, then learnt.", rich_help_panel="Dynamic evaluation")
+        help=field_help(DynamicConfig, "seq_len"), rich_help_panel="Dynamic evaluation")
     ] = DynamicConfig.seq_len,
     dynamic_decay: Annotated[float, typer.Option(
-        help="Pull towards the trained weights per segment.", rich_help_panel="Dynamic evaluation")
+        help=field_help(DynamicConfig, "decay"), rich_help_panel="Dynamic evaluation")
     ] = DynamicConfig.decay,
     **settings: Any,
 ) -> None:

@@ -3,7 +3,8 @@
 Every field a user may set becomes a flag of the same name (``hidden_size`` <-> ``--hidden-size``):
 bools get ``--x/--no-x``, StrEnum fields offer the enum's values, ``X | None`` takes an X. Every
 flag defaults to None, "not given", and a command sees only the flags given, so the rest keep
-the preset's (or the config's own) values.
+the preset's (or the config's own) values. A flag's help is its field's ``metadata["help"]``,
+the one place a setting is documented (docs/settings.md is written from it too).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Collection
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -25,53 +27,6 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 # Filled in from the training text, never set by hand.
 NOT_FLAGS = frozenset({"vocab_size"})
-
-# Help only where the field's name alone leaves the user guessing; choices show by themselves.
-FIELD_HELP: dict[str, str] = {
-    "input_encoding": "scalar: the tutorial's id / vocab_size.",
-    "init": "keras: glorot / orthogonal kernels, one bias with the forget gate at 1.",
-    "gate_activation": "hard_sigmoid as Keras 2.0-2.2's LSTM.",
-    "dropout": "Between layers and before the head.",
-    "locked_dropout": "--dropout's mask shared by every time step of a row (variational).",
-    "input_dropout": "Locked dropout on the first layer's inputs.",
-    "embedding_dropout": "Drop whole characters from the embedding.",
-    "weight_drop": "DropConnect on the recurrent weights (AWD-LSTM); keeps the fused kernel.",
-    "framing": "stream: state carried across batches; window: the tutorial's next-character windows.",
-    "seq_len": "BPTT length (stream) or window length (window).",
-    "batch_size": "Parallel streams or windows per step.",
-    "time_budget": "Wall-clock limit for this invocation, e.g. 300, 90s, 5m, 1h30m.",
-    "beta2": "Adam's second-moment decay.",
-    "adam_eps": "Adam epsilon (Keras 2.0: 1e-8, today: 1e-7).",
-    "grad_clip": "Max gradient norm (0: off).",
-    "min_lr_ratio": "The cosine schedule ends at lr * this.",
-    "val_fraction": "The last part of the text held out.",
-    "eval_every": "Steps between evaluations (0: at epoch ends only).",
-    "eval_max_chars": "Held-out characters each evaluation scores, the split's first ones (all: every one).",
-    "checkpoint_metric": "What 'best' means (train_loss: the epoch mean, as Keras's loss).",
-    "checkpoint_name": "Checkpoint file name; fields: epoch, step, loss.",
-    "keep_best": "How many improvements to keep on disk.",
-    "shuffle": "Window framing: a new order every epoch.",
-    "seed": "One seed for Python, NumPy and torch: the same seed, the same result.",
-    "device": "auto, cpu, cuda or mps.",
-    "precision": "bf16: autocast matmuls on GPUs that have it.",
-    "compile": "torch.compile the model (CUDA).",
-    "log_every": "Steps between progress updates and NaN checks.",
-    "sample_every": "Log short samples every N steps (0: never).",
-    "sample_length": "Characters per logged sample.",
-    "init_from": "Fine-tune: start a new run from this run's (or checkpoint's) weights.",
-    "strict_vocab": "Fine-tune: refuse characters the model lacks instead of adding them.",
-    "tensorboard": "Also write losses, bits/char, lr, speed and samples to RUN/tensorboard/.",
-    "strip_gutenberg": "Cut Project Gutenberg's header and licence.",
-    "encoding": "Encoding of the text files.",
-    "normalize": "BOM, newlines, NFC, blank lines; off only to read a text exactly as another tool did.",
-    "length": "Characters to generate after the prompt.",
-    "top_k": "Keep the k most likely characters.",
-    "top_p": "Keep the smallest set whose probability reaches p.",
-    "greedy": "Always the most likely character.",
-    "num_samples": "Samples generated together.",
-    "unknown": "Characters not in the vocabulary.",
-    "replacement": "The character --unknown replace uses.",
-}
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
@@ -115,13 +70,28 @@ def settable_fields(config: type) -> list[tuple[str, Any]]:
             for f in dataclasses.fields(config) if f.name not in NOT_FLAGS]
 
 
-def config_flags(*configs: type, only: Collection[str] | None = None) -> Callable[[Command], Command]:
+def field_help(config: type, name: str) -> str:
+    """The help text of ``config``'s field ``name``: what its flag, the presets and the docs show."""
+    (found,) = [f for f in dataclasses.fields(config) if f.name == name]
+    return typing.cast(str, found.metadata["help"])
+
+
+def show_value(value: Any) -> str:
+    """A setting's value as the help, ``charlstm presets`` and docs/settings.md write it."""
+    if value is None:
+        return "unset"
+    return value.value if isinstance(value, StrEnum) else str(value)
+
+
+def config_flags(*configs: type, only: Collection[str] | None = None,
+                 preset_defaults: bool = False) -> Callable[[Command], Command]:
     """Give a command one flag per settable field of ``configs`` (or of those named in ``only``).
 
     The command declares its own parameters and ``**settings``, which receives the flags the
-    user gave, by field name, and no others.
+    user gave, by field name, and no others. Each flag's help shows the field's default, unless
+    ``preset_defaults`` says a preset decides the values of the flags not given.
     """
-    flags = [_flag(name, value_type, panel=f"{config.__name__.removesuffix('Config')} settings")
+    flags = [_flag(config, name, value_type, show_default=not preset_defaults)
              for config in configs for name, value_type in settable_fields(config)
              if only is None or name in only]
     names = {flag.name for flag in flags}
@@ -144,16 +114,35 @@ def config_flags(*configs: type, only: Collection[str] | None = None) -> Callabl
     return decorate
 
 
-def _flag(name: str, value_type: Any, *, panel: str) -> inspect.Parameter:
-    """One keyword-only, default-None Typer option for the field ``name``."""
-    help_text, dashed = FIELD_HELP.get(name), name.replace("_", "-")
+def _flag_help(config: type, name: str, *, show_default: bool) -> str:
+    """The help of ``config``'s field as its flag shows it: the field's help, and its default if asked.
+
+    The flag's own default is None ("not given"), so the field's default is written into the help,
+    as Click writes a default (a bool's as the flag that gives it, as ``[default: no-lowercase]``).
+    """
+    text = field_help(config, name)
+    default = next(f.default for f in dataclasses.fields(config) if f.name == name)
+    if not show_default or default is None:
+        return text
+    if isinstance(default, bool):
+        shown = name.replace("_", "-") if default else f"no-{name.replace('_', '-')}"
+    else:
+        shown = show_value(default)
+    return f"{text}  [default: {shown}]"
+
+
+def _flag(config: type, name: str, value_type: Any, *, show_default: bool) -> inspect.Parameter:
+    """One keyword-only, default-None Typer option for ``config``'s field ``name``."""
+    dashed = name.replace("_", "-")
+    common = {"help": _flag_help(config, name, show_default=show_default),
+              "rich_help_panel": f"{config.__name__.removesuffix('Config')} settings"}
     if name in _PARSERS:
         parser, metavar = _PARSERS[name]
-        option = typer.Option(parser=parser, metavar=metavar, help=help_text, rich_help_panel=panel)
+        option = typer.Option(parser=parser, metavar=metavar, **common)
     elif value_type is bool:
-        option = typer.Option(f"--{dashed}/--no-{dashed}", help=help_text, rich_help_panel=panel)
+        option = typer.Option(f"--{dashed}/--no-{dashed}", **common)
     else:
-        option = typer.Option(help=help_text, rich_help_panel=panel)
+        option = typer.Option(**common)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[value_type | None, option])
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from charlstm import presets
+from charlstm.cli.settings_doc import presets_text
 
 
 def import_keras(
@@ -65,10 +63,7 @@ def report(
 
 def list_presets() -> None:
     """List the presets and what each pins."""
-    for name, preset in presets.PRESETS.items():
-        typer.echo(f"{name}: {preset.description}")
-        for part in ("model", "train", "corpus"):
-            typer.echo(f"  {part}: {json.dumps(asdict(getattr(preset, part)))}")
+    typer.echo(presets_text())
 
 
 def serve(
@@ -76,12 +71,12 @@ def serve(
         Path | None, typer.Argument(help="Run folder or checkpoint to serve, named after itself.")
     ] = None,
     model: Annotated[
-        list[str] | None, typer.Option(help="NAME=PATH; repeat to serve several models.")
+        list[str] | None, typer.Option(metavar="NAME=PATH", help="Repeat to serve several models.")
     ] = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it to this machine.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, metavar="PORT", help="0: any free port.")] = 8000,
     max_prompt_chars: Annotated[int | None, typer.Option(
         help="Longest prompt accepted: 1 to 100000 (default 4000).")] = None,
     max_length: Annotated[int | None, typer.Option(

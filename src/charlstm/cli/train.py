@@ -24,7 +24,7 @@ _SPLITS = ("val_fraction", "test_fraction")
 PREPARE_SETTINGS = frozenset({f.name for f in dataclasses.fields(CorpusConfig)} | set(_SPLITS))
 
 
-@config_flags(ModelConfig, TrainConfig, CorpusConfig)
+@config_flags(ModelConfig, TrainConfig, CorpusConfig, preset_defaults=True)
 def train(
     text: Annotated[
         list[Path] | None, typer.Argument(help="Text files or folders of .txt (default: the bundled Alice).")
@@ -75,7 +75,5 @@ def prepare(
 
     check_outside_runs(out)  # even --force: a run's data is what its checkpoints were trained on
     splits = {name: settings.pop(name) for name in _SPLITS if name in settings}
-    data = prepare_corpus(text, out, corpus=CorpusConfig(**settings), progress_bar=progress, force=force,
-                          **splits)
-    sizes = ", ".join(f"{k} {v:,}" for k, v in data.sizes.items())
-    typer.echo(f"prepared {out}: vocabulary {len(data.vocab)}, {sizes}", err=True)
+    # prepare_corpus logs the summary (characters, vocabulary, split sizes): said once, not echoed.
+    prepare_corpus(text, out, corpus=CorpusConfig(**settings), progress_bar=progress, force=force, **splits)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from charlstm.errors import ConfigError
 
@@ -12,12 +12,17 @@ from charlstm.errors import ConfigError
 class CorpusConfig:
     """How raw text becomes training text."""
 
-    lowercase: bool = False  # the tutorial lowercases to shrink the vocabulary
-    strip_gutenberg: bool = True  # no-op on texts without the markers
-    encoding: str = "utf-8"
-    # BOM, newlines, NFC, blank lines around the body. Off only to rebuild a text exactly
-    # as another tool read it (the Keras tutorial's Python 2 read bytes, '\r' and BOM included).
-    normalize: bool = True
+    lowercase: bool = field(default=False, metadata={
+        "help": "Lowercase the text (the tutorial does, to shrink the vocabulary)."})
+    strip_gutenberg: bool = field(default=True, metadata={
+        "help": "Cut Project Gutenberg's header and licence (a text without their markers is kept "
+                "whole)."})
+    encoding: str = field(default="utf-8", metadata={"help": "The text files' encoding."})
+    # Off only to rebuild a text exactly as another tool read it (the Keras tutorial's Python 2 read
+    # bytes, '\r' and BOM included).
+    normalize: bool = field(default=True, metadata={
+        "help": "Drop a BOM, turn CRLF and CR into LF, NFC-normalise, trim blank lines around the "
+                "body; off only to read a text exactly as another tool did."})
 
     def __post_init__(self) -> None:
         check_text_encoding(self.encoding)

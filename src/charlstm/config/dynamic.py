@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from charlstm.config.ranges import FRACTION, SIZE, Range, check_ranges
 
@@ -11,11 +11,14 @@ from charlstm.config.ranges import FRACTION, SIZE, Range, check_ranges
 class DynamicConfig:
     """Settings of dynamic evaluation; the defaults were measured (docs/benchmarks.md)."""
 
-    lr: float = 3e-4  # RMS-normalised step per segment
-    seq_len: int = 50  # characters per segment: scored, then learnt
-    decay: float = 0.0  # pull towards the trained weights per step (the paper's lambda)
-    beta2: float = 0.99  # running mean square of the gradients
-    eps: float = 1e-8
+    lr: float = field(default=3e-4, metadata={"help": "RMS-normalised step size, one step per segment."})
+    seq_len: int = field(default=50, metadata={"help": "Characters per segment: scored, then learnt."})
+    decay: float = field(default=0.0, metadata={
+        "help": "Pull towards the trained weights at each step (the paper's lambda)."})
+    beta2: float = field(default=0.99, metadata={
+        "help": "Decay of the running mean square of the gradients."})
+    eps: float = field(default=1e-8, metadata={
+        "help": "Added to the gradients' root mean square before dividing by it."})
 
     def __post_init__(self) -> None:
         check_ranges(self, DYNAMIC_RANGES)

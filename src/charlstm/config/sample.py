@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from charlstm.config.choices import UnknownPolicy, coerce_choices
 from charlstm.config.ranges import Range, check_ranges
@@ -13,15 +13,23 @@ from charlstm.errors import ConfigError
 class SampleConfig:
     """How the next character is chosen."""
 
-    length: int = 500  # characters to generate after the prompt
-    temperature: float = 1.0  # <1 sharper, >1 flatter
-    top_k: int | None = None  # keep the k most likely characters
-    top_p: float | None = None  # keep the smallest set whose probability reaches p
-    greedy: bool = False  # always the most likely character (the tutorial's argmax)
-    num_samples: int = 1  # samples generated together in one batch
-    seed: int | None = None  # None: a fresh random seed, reported so it can be reused
-    unknown: UnknownPolicy = UnknownPolicy.ERROR  # prompt characters outside the vocabulary
-    replacement: str | None = None  # the character "replace" maps them to
+    length: int = field(default=500, metadata={"help": "Characters to generate after the prompt."})
+    temperature: float = field(default=1.0, metadata={
+        "help": "Divides the logits: below 1 sharper, above 1 flatter."})
+    top_k: int | None = field(default=None, metadata={
+        "help": "Keep only the k most likely characters (unset: all)."})
+    top_p: float | None = field(default=None, metadata={
+        "help": "Keep the smallest set of characters whose probability reaches p (unset: all)."})
+    greedy: bool = field(default=False, metadata={
+        "help": "Always the most likely character (the tutorial's argmax)."})
+    num_samples: int = field(default=1, metadata={"help": "Samples generated together in one batch."})
+    seed: int | None = field(default=None, metadata={
+        "help": "Seed of the draws; unset: a fresh random seed, reported so it can be reused."})
+    unknown: UnknownPolicy = field(default=UnknownPolicy.ERROR, metadata={
+        "help": "Prompt characters outside the vocabulary: error lists them, drop leaves them out, "
+                "replace puts the replacement character in their place."})
+    replacement: str | None = field(default=None, metadata={
+        "help": "The character that unknown replace puts in place of unknown ones."})
 
     def __post_init__(self) -> None:
         coerce_choices(self)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from charlstm.config.choices import (
@@ -21,43 +21,75 @@ from charlstm.errors import ConfigError
 class TrainConfig:
     """How a model is trained; the ``default`` preset's values are the defaults here."""
 
-    framing: FramingName = FramingName.STREAM
-    seq_len: int = 128  # T: BPTT length (stream) or window length (window)
-    batch_size: int = 32  # B: parallel streams or windows per step
-    epochs: int | None = 50  # whichever of epochs / max_steps / time_budget comes first
-    max_steps: int | None = None
-    time_budget: float | None = None  # seconds of wall clock for this invocation
-    optimizer: Optimizer = Optimizer.ADAMW
-    lr: float = 3e-3
-    beta2: float = 0.99  # char models see few tokens per step; 0.99 adapts faster than 0.999
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
-    lr_schedule: LRSchedule = LRSchedule.COSINE
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1  # cosine ends at lr * min_lr_ratio
-    val_fraction: float = 0.1  # the last 10% of the text is held out
-    test_fraction: float = 0.0
-    eval_every: int = 200  # steps between evaluations; 0: at epoch ends only
-    # Held-out characters an evaluation scores: the split's first ones, the same every time, so
-    # curves compare; 100k costs about 4% of the 200 steps between evaluations (default preset,
-    # 2 CPU cores: about 3 s against 90 s; docs/benchmarks.md). 0: all.
-    eval_max_chars: int = 100_000
-    checkpoint_metric: CheckpointMetric = CheckpointMetric.VAL_LOSS
-    checkpoint_name: str = "best-{epoch:02d}-{step:06d}-{loss:.4f}"  # fields: epoch, step, loss
-    keep_best: int = 3  # how many improvements to keep on disk
-    shuffle: bool = True  # window framing: new order every epoch, as Keras's fit
-    seed: int = 1337  # covers Python, NumPy and torch
-    device: str = "auto"  # auto | cpu | cuda | mps
-    precision: Precision = Precision.FP32  # bf16 wants a GPU that has it
-    compile: bool = False  # torch.compile the model (CUDA); pays a warm-up, then may run faster
-    log_every: int = 25  # steps between progress-bar updates (and NaN checks)
-    sample_every: int = 0  # steps between short samples in the log, as the Keras example prints; 0: off
-    sample_length: int = 200
-    init_from: str | None = None  # fine-tuning: the run or checkpoint whose weights a new run starts from
-    strict_vocab: bool = False  # fine-tuning: refuse characters the model lacks instead of adding them
-    tensorboard: bool = False  # also write RUN/tensorboard/ (needs the tensorboard extra)
-
+    framing: FramingName = field(default=FramingName.STREAM, metadata={
+        "help": "stream: loss on every position, state carried across batches; window: the "
+                "tutorial's windows of seq_len characters that predict the next one."})
+    seq_len: int = field(default=128, metadata={
+        "help": "Characters per row and step (T): the BPTT length (stream) or the window (window)."})
+    batch_size: int = field(default=32, metadata={
+        "help": "Rows per step (B): parallel streams or windows."})
+    epochs: int | None = field(default=50, metadata={
+        "help": "Passes over the training text; whichever of epochs, max_steps and time_budget comes "
+                "first ends the run."})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "Stop after this many steps (unset: no step limit)."})
+    time_budget: float | None = field(default=None, metadata={
+        "help": "Seconds of wall clock for this invocation (the command line also reads 90s, 5m, "
+                "1h30m; unset: no limit)."})
+    optimizer: Optimizer = field(default=Optimizer.ADAMW, metadata={
+        "help": "Adam, or AdamW (weight decay decoupled from the gradient step)."})
+    lr: float = field(default=3e-3, metadata={"help": "Learning rate (the peak, after warmup)."})
+    # Char models see few tokens per step; 0.99 adapts faster than 0.999.
+    beta2: float = field(default=0.99, metadata={"help": "Adam's second-moment decay."})
+    adam_eps: float = field(default=1e-8, metadata={
+        "help": "Adam's epsilon (Keras 2.0: 1e-8, today's Keras: 1e-7)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "The optimizer's weight decay."})
+    grad_clip: float = field(default=1.0, metadata={"help": "Max gradient norm (0: no clipping)."})
+    lr_schedule: LRSchedule = field(default=LRSchedule.COSINE, metadata={
+        "help": "cosine: warmup, then cosine decay over the run's limit; constant: lr throughout."})
+    warmup_steps: int = field(default=50, metadata={
+        "help": "Steps of linear warmup before the cosine decay."})
+    min_lr_ratio: float = field(default=0.1, metadata={
+        "help": "The cosine decay ends at lr * min_lr_ratio."})
+    val_fraction: float = field(default=0.1, metadata={
+        "help": "Share of the text held out for validation: the part after the training text."})
+    test_fraction: float = field(default=0.0, metadata={
+        "help": "Share of the text held out for testing: its very end."})
+    eval_every: int = field(default=200, metadata={
+        "help": "Steps between evaluations (0: at epoch ends only)."})
+    # The split's first characters, the same every time, so curves compare; 100k costs about 4% of
+    # the 200 steps between evaluations (default preset, 2 CPU cores: about 3 s against 90 s;
+    # docs/benchmarks.md).
+    eval_max_chars: int = field(default=100_000, metadata={
+        "help": "Held-out characters an evaluation scores, the split's first ones (0, or all on the "
+                "command line: every one)."})
+    checkpoint_metric: CheckpointMetric = field(default=CheckpointMetric.VAL_LOSS, metadata={
+        "help": "What 'best' means: val_loss, or train_loss (the epoch mean, as Keras's loss)."})
+    checkpoint_name: str = field(default="best-{epoch:02d}-{step:06d}-{loss:.4f}", metadata={
+        "help": "Best checkpoints' file name, a format of the fields epoch, step and loss."})
+    keep_best: int = field(default=3, metadata={"help": "How many best checkpoints to keep on disk."})
+    shuffle: bool = field(default=True, metadata={
+        "help": "Window framing: a new order of the windows every epoch, as Keras's fit."})
+    seed: int = field(default=1337, metadata={
+        "help": "One seed for Python, NumPy and torch: the same seed, the same run."})
+    device: str = field(default="auto", metadata={
+        "help": "auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then the CPU)."})
+    precision: Precision = field(default=Precision.FP32, metadata={
+        "help": "bf16: autocast matmuls to bfloat16, weights stay fp32 (for devices fast at it)."})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the model (CUDA): a warm-up, then maybe faster steps."})
+    log_every: int = field(default=25, metadata={
+        "help": "Steps between progress-bar updates and NaN checks."})
+    sample_every: int = field(default=0, metadata={
+        "help": "Steps between short samples in the log, as the Keras example prints (0: off)."})
+    sample_length: int = field(default=200, metadata={"help": "Characters per logged sample."})
+    init_from: str | None = field(default=None, metadata={
+        "help": "Fine-tuning: the run or checkpoint whose weights a new run starts from."})
+    strict_vocab: bool = field(default=False, metadata={
+        "help": "Fine-tuning: refuse characters the model lacks instead of adding them."})
+    tensorboard: bool = field(default=False, metadata={
+        "help": "Also write losses, bits/char, lr, speed and samples to RUN/tensorboard/ (needs the "
+                "tensorboard extra)."})
     def __post_init__(self) -> None:
         coerce_choices(self)
         if self.eval_max_chars is None:  # how runs before the cap wrote "all"

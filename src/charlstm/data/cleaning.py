@@ -165,12 +165,6 @@ class TextCleaner:
         return text.lower() if self.lowercase else text
 
 
-def clean_document(text: str, config: CorpusConfig | None = None) -> str:
-    """Clean one whole document (the same result as feeding it in chunks)."""
-    cleaner = TextCleaner.for_corpus(config or CorpusConfig())
-    return cleaner.feed(text) + cleaner.finish()
-
-
 def clean_prompt(text: str, config: CorpusConfig) -> str:
     """Clean user text (a prompt) as the training text was, minus the whole-document steps."""
     if config.normalize:

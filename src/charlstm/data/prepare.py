@@ -21,17 +21,10 @@ from tqdm import tqdm
 
 from charlstm.config.corpus import CorpusConfig
 from charlstm.config.train import check_split_fractions
-from charlstm.data.prepared import (
-    META_FILE,
-    SPLITS,
-    PreparedData,
-    SplitWriter,
-    id_dtype,
-    prepared_meta,
-    split_sizes,
-)
+from charlstm.data.prepared import META_FILE, SPLITS, PreparedData
 from charlstm.data.sources import iter_clean, list_sources
 from charlstm.data.vocab import Vocab
+from charlstm.data.writer import SplitWriter, id_dtype, prepared_meta, split_sizes
 from charlstm.errors import CheckpointError, CorpusError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Prepared token files: the splits of a corpus as ids on disk, read through memmaps.
+"""Prepared token files, the reading side: the splits of a corpus as ids on disk, read through memmaps.
 
 A prepared data folder holds ``train.bin``, ``val.bin`` (and ``test.bin``) as
 raw uint8/uint16 ids plus ``meta.json`` (vocabulary, counts, cleaning). Files
@@ -7,12 +7,11 @@ are read through ``np.memmap`` so a corpus never has to fit in memory.
 Splits are contiguous, in text order: train | val | test. Validation is held
 out text, never windows interleaved with training ones.
 
-The framings cut the splits into batches (``charlstm.framing``).
+``data.writer`` writes these folders; the framings cut the splits into batches (``charlstm.framing``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ import numpy as np
 import torch
 
 from charlstm.config.corpus import CorpusConfig
-from charlstm.config.train import check_split_fractions
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError, CorpusError
 
@@ -30,33 +28,13 @@ SPLITS = ("train", "val", "test")
 CHECK_IDS = 1 << 22  # ids read at a time when checking a split against the vocabulary
 
 
-def id_dtype(vocab_size: int) -> np.dtype:
-    """The smallest unsigned type that holds every id."""
-    if vocab_size <= 256:
-        return np.dtype(np.uint8)
-    if vocab_size <= 65535:
-        return np.dtype(np.uint16)
-    raise CorpusError(
-        f"a vocabulary of {vocab_size:,} symbols is above the 65,535 supported; is this text "
-        "(or --encoding) right? A character model wants a few hundred symbols at most"
-    )
-
-
-def split_sizes(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
-    """Sizes of the contiguous train | val | test splits of ``n`` ids."""
-    check_split_fractions(val_fraction, test_fraction)
-    n_val = round(n * val_fraction)
-    n_test = round(n * test_fraction)
-    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
-
-
 @dataclass(frozen=True)
 class PreparedData:
     """A prepared data folder, opened lazily through memmaps."""
 
     root: Path
     vocab: Vocab
-    meta: dict  # meta.json as written by ``prepared_meta``; read through the properties below
+    meta: dict  # meta.json as ``data.writer.prepared_meta`` wrote it; read through the properties below
     # Splits known to hold only ids of the vocabulary: checked once, or written from it just now.
     checked: set[str] = field(default_factory=set, compare=False, repr=False)
 
@@ -118,76 +96,8 @@ def check_ids(path: Path, dtype: np.dtype, vocab_size: int) -> None:
         raise CorpusError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
-class SplitWriter:
-    """Writes ids, in text order, into the split files of a data folder.
-
-    Splits are filled one after another (train, then val, then test) from
-    however many chunks arrive; files are written under temporary names and
-    renamed by ``close``, so an interrupted write never leaves a folder that
-    looks complete.
-    """
-
-    def __init__(self, out_dir: Path, sizes: dict[str, int], dtype: np.dtype):
-        self.out_dir, self.sizes, self.dtype = out_dir, sizes, dtype
-        self.order = [name for name in SPLITS if sizes[name]]
-        self.current, self.written, self.file = -1, 0, None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self._next_file()
-
-    def _next_file(self) -> None:
-        if self.file:
-            self.file.close()
-        self.current += 1
-        self.written = 0
-        if self.current < len(self.order):
-            # Held open across write() calls by design; close() or the next split closes it.
-            self.file = open(self.out_dir / f"{self.order[self.current]}.bin.tmp", "wb")  # noqa: SIM115
-        else:
-            self.file = None
-
-    def write(self, ids: np.ndarray) -> None:
-        while len(ids):
-            if self.file is None:
-                raise CorpusError("more text than the split sizes announced")
-            room = self.sizes[self.order[self.current]] - self.written
-            part, ids = ids[:room], ids[room:]
-            part.astype(self.dtype, copy=False).tofile(self.file)
-            self.written += len(part)
-            if self.written == self.sizes[self.order[self.current]]:
-                self._next_file()
-
-    def close(self, meta: dict) -> None:
-        """Check every split is full, rename the files into place, write ``meta.json`` last."""
-        if self.file is not None:
-            self.file.close()
-            raise CorpusError("the text ended before the split sizes announced; was a file changed?")
-        for name in self.order:
-            (self.out_dir / f"{name}.bin.tmp").replace(self.out_dir / f"{name}.bin")
-        (self.out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-
-def prepared_meta(vocab: Vocab, dtype: np.dtype, sizes: dict[str, int], sha256: str, **extra) -> dict:
-    return {"vocab": vocab.to_list(), "dtype": dtype.name, "sizes": sizes,
-            "total_characters": sum(sizes.values()), "sha256": sha256, **extra}
-
-
-def write_prepared(
-    text: str, vocab: Vocab, out_dir: Path, *, val_fraction: float, test_fraction: float,
-    extra_meta: dict | None = None,
-) -> PreparedData:
-    """Encode a text held in memory and write its splits and ``meta.json`` into ``out_dir``."""
-    dtype = id_dtype(len(vocab))
-    sizes = split_sizes(len(text), val_fraction, test_fraction)
-    writer = SplitWriter(out_dir, sizes, dtype)
-    writer.write(vocab.encode(text))
-    meta = prepared_meta(vocab, dtype, sizes, hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                         **(extra_meta or {}))
-    writer.close(meta)
-    return PreparedData(out_dir, vocab, meta, checked=set(SPLITS))  # encoded from the vocabulary
-
-
 def open_prepared(root: Path) -> PreparedData:
-    """Open a folder written by ``write_prepared``."""
+    """Open a folder written by ``data.writer`` (``prepare_corpus`` or ``write_prepared``)."""
     meta_path = root / META_FILE
     if not meta_path.exists():
         raise CorpusError(f"{root}: not a prepared data folder (no {META_FILE})")

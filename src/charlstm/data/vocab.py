@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from charlstm.config.choices import UnknownPolicy
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 
 
@@ -40,18 +41,22 @@ class Vocab:
         """Characters of ``text`` that the vocabulary lacks, sorted."""
         return sorted(set(text) - self.index.keys())
 
-    def encode(self, text: str, unknown: str = "error", replacement: str | None = None) -> np.ndarray:
+    def encode(self, text: str, unknown: str = UnknownPolicy.ERROR, replacement: str | None = None,
+               ) -> np.ndarray:
         """Text to an int64 id array, applying the unknown-character policy."""
-        if unknown not in ("error", "drop", "replace"):
+        if unknown not in tuple(UnknownPolicy):
             raise ConfigError(f"unknown-character policy must be error, drop or replace, not {unknown!r}")
         missing = self.unknown(text)
         if missing:
-            if unknown == "error":
+            if unknown == UnknownPolicy.ERROR:
                 raise UnknownCharactersError(missing)
-            if unknown == "drop":
+            if unknown == UnknownPolicy.DROP:
                 text = "".join(c for c in text if c in self.index)
-            elif unknown == "replace":
-                if replacement is None or replacement not in self.index:
+            else:
+                if replacement is None:
+                    raise ConfigError("unknown replace needs the replacement character to put in their place",
+                                      hint='--replacement " "')
+                if replacement not in self.index:
                     raise CorpusError(f"replacement {replacement!r} is not in the vocabulary")
                 text = "".join(c if c in self.index else replacement for c in text)
         return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))

@@ -7,7 +7,6 @@ the last ``seq_len`` characters for every new one. What is chosen is sampling's.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -18,24 +17,11 @@ from charlstm.data.cleaning import clean_prompt
 from charlstm.errors import CorpusError
 from charlstm.framing import Framing, Reader
 from charlstm.generation.sampling import draw_noise, draw_seed, filter_logits, sample_generators
+from charlstm.generation.threads import intra_op_threads, step_threads
 from charlstm.model.network import CharLSTM
 from charlstm.runs.loading import LoadedModel
 
 NOISE_BLOCK = 256  # steps of sampling noise drawn per call
-SMALL_STEP = 4096  # batch x hidden size up to which generation runs torch on one thread
-
-
-@contextlib.contextmanager
-def intra_op_threads(count: int):
-    """Run torch's CPU ops on ``count`` threads inside the block, then restore the setting."""
-    before = torch.get_num_threads()
-    if before != count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if before != count:
-            torch.set_num_threads(before)
 
 
 @torch.inference_mode()
@@ -56,12 +42,11 @@ def continue_ids(
     model.eval()
     try:
         reader = framing.reader(model, prompt, config.num_samples)
-        # A step at small batch is a few microseconds of work per op; splitting it across threads
-        # costs more in hand-offs than it gains (about 7% at batch 1 on 2 cores).
         device = model.head.weight.device
-        small = (framing.single_steps and device.type == "cpu"
-                 and config.num_samples * model.config.hidden_size <= SMALL_STEP)
-        with intra_op_threads(1) if small else contextlib.nullcontext():
+        threads = torch.get_num_threads()
+        if framing.single_steps and device.type == "cpu":  # a window's re-reading is no small step
+            threads = step_threads(config.num_samples, model.config.hidden_size, most=threads)
+        with intra_op_threads(threads):
             yield from _sample_steps(reader, config, generator, device)
     finally:
         model.train(was_training)
@@ -85,7 +70,10 @@ def _sample_steps(reader: Reader, config: SampleConfig,
             last = reader.logits  # (B, V)
             if greedy:
                 next_ids = last.argmax(dim=-1)
-            else:  # sample_with_noise, inlined: at batch 1 every call counts
+            else:
+                # An exponential race: with E ~ Exp(1), argmax(l - log E) is distributed as
+                # softmax(l): no softmax, normalisation or multinomial call (draw_noise puts in
+                # the temperature). Written out, not called: at batch 1 every call counts.
                 scores = filter_logits(last, config) if filtered else last
                 next_ids = torch.sub(scores, noise_rows[t], out=noise_rows[t]).argmax(dim=-1)  # (B,)
             yield next_ids

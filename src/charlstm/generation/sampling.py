@@ -49,29 +49,6 @@ def draw_noise(generator: torch.Generator, steps: int, rows: int, vocab: int, co
     return noise
 
 
-def sample_with_noise(logits: torch.Tensor, config: SampleConfig, noise: torch.Tensor) -> torch.Tensor:
-    """Pick one id per row of (B, V) logits given this step's noise from ``draw_noise``.
-
-    Sampling is an exponential race: with E_i ~ Exp(1), argmax(log p_i - log E_i) is
-    distributed as p, so no softmax, no normalisation and no ``multinomial`` call are needed.
-    ``noise`` is overwritten; the logits are left as they were.
-    """
-    if config.greedy:
-        return logits.argmax(dim=-1)
-    if config.top_k is not None or config.top_p is not None:
-        logits = filter_logits(logits, config)
-    return torch.sub(logits, noise, out=noise).argmax(dim=-1)
-
-
-@torch.no_grad()
-def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
-    """Pick one id per row from (B, V) logits (one step; generation loops draw noise in blocks)."""
-    if config.greedy:
-        return logits.argmax(dim=-1)
-    noise = draw_noise(generator, 1, logits.shape[0], logits.shape[1], config, logits.device)[0]
-    return sample_with_noise(logits.float(), config, noise)
-
-
 def draw_seed() -> int:
     """A fresh random seed, to use and to report so a sample can be made again."""
     return random.SystemRandom().randrange(2**31)

@@ -57,12 +57,50 @@ class StopMatcher:
         return held
 
 
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the first stop sequence it holds, and whether there was one."""
-    matcher = StopMatcher(stops)
-    shown = []
-    for ch in text:
-        shown.append(matcher.feed(ch))
+class SampleStops:
+    """One generation's samples, each watched for its stop sequences, and how each one ended.
+
+    The CLI, the service's per-request path and its scheduler all feed their characters
+    through here. A sample ends at a stop sequence ("stop") when one is fed, or for a reason
+    of its caller's (its length, a cancel) through ``end``, which hands out its held-back text.
+    """
+
+    def __init__(self, stops: Sequence[str], num_samples: int):
+        self.matchers = [StopMatcher(stops) for _ in range(num_samples)]
+        self.reasons: list[str | None] = [None] * num_samples  # None while a sample goes on
+
+    def feed(self, sample: int, ch: str) -> str:
+        """Sample ``sample``'s next character -> its text now certain to be shown ('' once ended)."""
+        if self.reasons[sample] is not None:
+            return ""
+        matcher = self.matchers[sample]
+        shown = matcher.feed(ch)
         if matcher.stopped:
-            return "".join(shown), True
-    return "".join(shown) + matcher.flush(), False
+            self.reasons[sample] = "stop"
+        return shown
+
+    def feed_step(self, step: Sequence[str]) -> list[str]:
+        """One character for every sample -> each one's text now certain to be shown."""
+        return [self.feed(k, ch) for k, ch in enumerate(step)]
+
+    def stopped(self, sample: int) -> bool:
+        return self.reasons[sample] == "stop"
+
+    @property
+    def all_ended(self) -> bool:
+        return None not in self.reasons
+
+    def end(self, sample: int, reason: str) -> str:
+        """End ``sample`` for ``reason`` unless it has ended; returns the text it held back."""
+        if self.reasons[sample] is not None:
+            return ""
+        self.reasons[sample] = reason
+        return self.matchers[sample].flush()
+
+    def end_all(self, reason: str) -> list[str]:
+        """End every sample still going for ``reason``; each one's held-back text."""
+        return [self.end(k, reason) for k in range(len(self.reasons))]
+
+    def finish_reasons(self) -> list[str]:
+        """How each sample ended, once all have."""
+        return [str(reason) for reason in self.reasons]

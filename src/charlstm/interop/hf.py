@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm import __version__
+from charlstm.config.choices import CheckpointMetric
 from charlstm.errors import ConfigError
 from charlstm.model.loss import bits_per_char
 from charlstm.runs.checkpoint import save_checkpoint
@@ -67,7 +68,9 @@ def held_out_bits_per_char(loaded: LoadedModel) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     metric = loaded.meta.metric
-    return bits_per_char(metric.value) if metric is not None and metric.name == "val_loss" else None
+    if metric is None or metric.name != CheckpointMetric.VAL_LOSS:
+        return None
+    return bits_per_char(metric.value)
 
 
 def corpus_names(loaded: LoadedModel) -> list[str]:

@@ -28,11 +28,12 @@ from typing import Any
 import torch
 
 from charlstm import presets
+from charlstm.config.choices import CheckpointMetric, GateActivation
 from charlstm.config.corpus import CorpusConfig
 from charlstm.config.model import ModelConfig
 from charlstm.data.cleaning import normalize_newlines
-from charlstm.data.prepared import write_prepared
 from charlstm.data.vocab import Vocab
+from charlstm.data.writer import write_prepared
 from charlstm.errors import CheckpointError, ConfigError, CorpusError
 from charlstm.model.network import CharLSTM
 from charlstm.runs import folder as runs
@@ -90,11 +91,11 @@ def model_config_from_layers(layers: list[dict], path: Path) -> tuple[ModelConfi
             f"{path}: layers {kinds} are not the tutorial's small or larger network"
         )
     units = {c["units"] for c in lstms}
-    gates = {c.get("recurrent_activation", "hard_sigmoid") for c in lstms}
+    gates = {c.get("recurrent_activation", GateActivation.HARD_SIGMOID) for c in lstms}
     if len(units) != 1 or len(gates) != 1 or any(c.get("activation", "tanh") != "tanh" for c in lstms):
         raise CheckpointError(f"{path}: LSTM layers differ in units or activations")
     gate = gates.pop()
-    if gate not in ("sigmoid", "hard_sigmoid"):
+    if gate not in tuple(GateActivation):
         raise CheckpointError(f"{path}: recurrent_activation {gate!r} is not supported")
     shape = lstms[0].get("batch_input_shape") or [None, 100, 1]
     if shape[-1] != 1:
@@ -187,7 +188,7 @@ def import_keras(weights_path: Path, text_path: Path, out_dir: Path) -> Path:
     runs.write_config(out_dir, runs.config_record(model_cfg, train_cfg, corpus_cfg,
                                                   imported_from=weights_path.name))
     stem = name_match[0] + ("-bigger" if large else "") if name_match else "imported"
-    best_meta = meta if loss is None else replace(meta, metric=Metric("train_loss", loss))
+    best_meta = meta if loss is None else replace(meta, metric=Metric(str(CheckpointMetric.TRAIN_LOSS), loss))
     path = save_checkpoint(out_dir / (stem + SUFFIX), model=model, meta=best_meta)
     save_checkpoint(out_dir / runs.LAST, model=model, meta=meta)
     log.info("imported %s (%s, %d layer(s), %s gates, vocabulary read as %s)", weights_path.name,

@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charlstm.config.choices import GateActivation
+
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     """Keras 2's piecewise-linear sigmoid: clip(0.2 x + 0.5, 0, 1)."""
     return (0.2 * x + 0.5).clamp(0.0, 1.0)
 
 
-GATE_ACTIVATIONS = {"sigmoid": torch.sigmoid, "hard_sigmoid": hard_sigmoid}
+GATE_ACTIVATIONS = {GateActivation.SIGMOID: torch.sigmoid, GateActivation.HARD_SIGMOID: hard_sigmoid}
 
 
 class ActivationLSTM(nn.Module):
@@ -31,7 +33,7 @@ class ActivationLSTM(nn.Module):
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-        batch_first: bool = True, gate_activation: str = "hard_sigmoid",
+        batch_first: bool = True, gate_activation: str = GateActivation.HARD_SIGMOID,
     ):
         super().__init__()
         if not batch_first:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
+from charlstm.config.choices import Cell, GateActivation, Init, InputEncoding
 from charlstm.config.model import ModelConfig
 from charlstm.errors import ConfigError
 from charlstm.model.lstm import ActivationLSTM
@@ -29,7 +30,7 @@ from charlstm.model.regularize import embedding_dropout, locked_dropout, lstm_la
 
 State = tuple[torch.Tensor, ...]
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS = {Cell.LSTM: nn.LSTM, Cell.GRU: nn.GRU, Cell.RNN: nn.RNN}
 # Characters per forward call when reading a prompt: a 1 MB prompt read in one call would hold
 # (1, 10^6, H) outputs and (1, 10^6, V) logits; in chunks it holds (1, PRIME_CHUNK, .) at a time.
 PRIME_CHUNK = 4096
@@ -45,7 +46,7 @@ class CharLSTM(nn.Module):
         self.config = config
         self.embedding = (
             nn.Embedding(config.vocab_size, config.embedding_size)
-            if config.input_encoding == "embedding"
+            if config.input_encoding == InputEncoding.EMBEDDING
             else None
         )
         rnn_args = (config.input_size, config.hidden_size)
@@ -54,13 +55,13 @@ class CharLSTM(nn.Module):
             "dropout": config.dropout if config.num_layers > 1 else 0.0,
             "batch_first": True,
         }
-        if config.gate_activation != "sigmoid":
+        if config.gate_activation != GateActivation.SIGMOID:
             self.rnn = ActivationLSTM(*rnn_args, **rnn_kwargs, gate_activation=config.gate_activation)
         else:
             self.rnn = CELLS[config.cell](*rnn_args, **rnn_kwargs)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
-        if config.init == "keras":
+        if config.init == Init.KERAS:
             self._init_keras()
 
     def _init_keras(self) -> None:
@@ -79,7 +80,7 @@ class CharLSTM(nn.Module):
                 nn.init.orthogonal_(param)
             elif name.startswith("bias_ih"):
                 nn.init.zeros_(param)
-                if self.config.cell == "lstm":
+                if self.config.cell == Cell.LSTM:
                     with torch.no_grad():
                         param[H : 2 * H] = 1.0  # unit_forget_bias; gate order i, f, g, o
             elif name.startswith("bias_hh"):
@@ -94,7 +95,7 @@ class CharLSTM(nn.Module):
             if self.training and self.config.embedding_dropout:
                 return embedding_dropout(self.embedding, ids, self.config.embedding_dropout)
             return self.embedding(ids)
-        if self.config.input_encoding == "one-hot":
+        if self.config.input_encoding == InputEncoding.ONE_HOT:
             return F.one_hot(ids, self.config.vocab_size).to(self.head.weight.dtype)
         return (ids.to(self.head.weight.dtype) / self.config.vocab_size).unsqueeze(-1)
 
@@ -103,7 +104,7 @@ class CharLSTM(nn.Module):
         x = self.encode_inputs(ids)  # (B, T, E)
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
-        rnn_state = state if cfg.cell == "lstm" else state[0]
+        rnn_state = state if cfg.cell == Cell.LSTM else state[0]
         if self.training and (cfg.weight_drop or cfg.locked_dropout or cfg.input_dropout):
             x = locked_dropout(x, cfg.input_dropout)
             out, new_state = lstm_layers(self.rnn, x, rnn_state, weight_drop=cfg.weight_drop,
@@ -121,7 +122,7 @@ class CharLSTM(nn.Module):
         h = ref.new_zeros(self.config.num_layers, batch_size, self.config.hidden_size)
         if device is not None:
             h = h.to(device)
-        return (h, torch.zeros_like(h)) if self.config.cell == "lstm" else (h,)
+        return (h, torch.zeros_like(h)) if self.config.cell == Cell.LSTM else (h,)
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -197,7 +198,7 @@ def prime_many(model: CharLSTM, prompts: Sequence[torch.Tensor], *,
         x = model.encode_inputs(ids[:k, start : start + chunk].to(device))  # (k, <=chunk, E)
         part = tuple(s[:, :k] for s in state)
         _, new = model.rnn(pack_padded_sequence(x, steps, batch_first=True),
-                           part if model.config.cell == "lstm" else part[0])
+                           part if model.config.cell == Cell.LSTM else part[0])
         for s, n in zip(state, new if isinstance(new, tuple) else (new,), strict=True):
             s[:, :k] = n
     # The last layer's h is its output at each row's own last step (dropout is off in eval).

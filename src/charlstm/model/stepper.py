@@ -22,6 +22,7 @@ import copy
 
 import torch
 
+from charlstm.config.choices import Cell, GateActivation
 from charlstm.model.network import CharLSTM, State
 
 
@@ -99,4 +100,4 @@ def _transposed_copy(weight: torch.Tensor) -> torch.Tensor:
 
 
 def supports_fast_steps(model: CharLSTM) -> bool:
-    return model.config.cell == "lstm" and model.config.gate_activation == "sigmoid"
+    return model.config.cell == Cell.LSTM and model.config.gate_activation == GateActivation.SIGMOID

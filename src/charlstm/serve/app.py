@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.errors import ConfigError
+from charlstm.generation.threads import server_threads
 from charlstm.model.runtime import resolve_device
 from charlstm.serve.jobs import ApiError, Job
 from charlstm.serve.schemas import (
@@ -175,12 +176,20 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
                device: str = "cpu", batching: bool = True) -> FastAPI:
     """The app serving ``models`` ({name: run folder or checkpoint}, the first is the default).
 
-    ``batching=False`` serves every model on the per-request path (a thread per generation),
-    for comparison.
+    ``batching=False`` serves every model on the per-request path (a thread per generation), for comparison.
     """
     limits = limits or ServeLimits()
     service = Service(models, limits, device, batching=batching)
-    page = (resources.files("charlstm.serve") / "web" / "index.html").read_text(encoding="utf-8")
+    app = _new_app(service)
+    _add_page(app)
+    _add_model_routes(app, service, limits)
+    _add_generate_routes(app, service, request_model(limits))
+    openai_api.add_routes(app, service, limits)
+    return app
+
+
+def _new_app(service: Service) -> FastAPI:
+    """The app around ``service``, with its error handlers and HEAD, and no routes yet."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -192,16 +201,24 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     app = FastAPI(title="charlstm", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Generate text from character-level LSTM language models.")
     app.state.service = service
-    GenerateRequest = request_model(limits)
-
     _add_error_handlers(app)
     app.add_middleware(HeadAsGet)
+    return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """GET / and the page's own files under /static."""
+    page = (resources.files("charlstm.serve") / "web" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
     app.mount("/static", StaticFiles(packages=[("charlstm.serve", "web")]), name="static")
+
+
+def _add_model_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
+    """/healthz, /v1/models and /v1/model: what is served, from the facts gathered at start-up."""
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, Any]:
@@ -216,6 +233,10 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     @app.get("/v1/model", response_model=ModelInfo, responses={404: ERRORS[404]})
     async def model_info(model: str | None = Query(None, description="A served model (default: the first).")):
         return service.model(model).facts
+
+
+def _add_generate_routes(app: FastAPI, service: Service, GenerateRequest: type) -> None:
+    """POST /v1/generate (whole samples) and /v1/generate/stream (Server-Sent Events)."""
 
     def start(body: Any) -> Job:
         served, config = service.prepare(body)
@@ -252,24 +273,18 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
 
         return EventStream(body_events(), [job], service)
 
-    openai_api.add_routes(app, service, limits)
-    return app
-
 
 def run_server(models: Mapping[str, str | Path], limits: ServeLimits | None = None, *,
                host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
                log_level: str = "info", torch_threads: int | None = None, batching: bool = True) -> None:
     """Serve ``models`` until interrupted.
 
-    ``torch_threads`` None chooses: with batching, torch keeps its own count and each
-    scheduler steps a small batch on one thread and a big one on all; without, one thread,
-    as a generation per thread is a chain of tiny ops and the threads of several generations
-    fight over the cores (measured: the first requests ran 10-50x slower with two threads on
-    a busy two-core machine).
+    ``torch_threads`` None chooses, as ``generation.threads.server_threads`` says: torch's own
+    count with batching, one thread without.
     """
     device = str(resolve_device(device))  # a missing or unknown device fails first, in one line
-    if torch_threads is None and not batching:
-        torch_threads = 1
+    if torch_threads is None:
+        torch_threads = server_threads(batching)
     if torch_threads is not None:
         import torch
 

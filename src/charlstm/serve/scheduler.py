@@ -31,14 +31,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from charlstm.config.sample import SampleConfig
-from charlstm.generation.generators import NOISE_BLOCK, SMALL_STEP
+from charlstm.generation.generators import NOISE_BLOCK
 from charlstm.generation.sampling import draw_noise, filter_logits, sample_generators
-from charlstm.generation.stops import StopMatcher
+from charlstm.generation.stops import SampleStops
+from charlstm.generation.threads import step_threads, use_threads
 from charlstm.model.network import prime_many
 from charlstm.model.stepper import LSTMStepper, supports_fast_steps
 from charlstm.runs.loading import LoadedModel
@@ -48,11 +49,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Request:
-    """One admitted request: its text on the way out, and how each of its samples ended."""
+    """One admitted request: its text on the way out, and its samples' stop sequences and ends."""
 
     out: TextOut
+    ends: SampleStops
     rows_left: int
-    finish_reasons: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -63,7 +64,6 @@ class _Row:
     sample: int
     config: SampleConfig
     generator: torch.Generator
-    matcher: StopMatcher
     filtered: bool  # top-k or top-p: its logits go through filter_logits
     steps: int = 0  # characters generated; a noise block begins at every NOISE_BLOCK of them
 
@@ -88,7 +88,7 @@ class Scheduler:
         self.noise = torch.zeros(rows, NOISE_BLOCK, V, device=self.device)
         self.tick = 0
         self._views: dict[int, LSTMStepper] = {}
-        self.max_threads = torch.get_num_threads()  # for a big batch; a small one steps on one
+        self.max_threads = torch.get_num_threads()  # for prompts and big steps (step_threads)
         self.hidden_size = model.config.hidden_size
         self.live: list[_Row] = []  # row i of the pool is live[i]
         self._requests: set[_Request] = set()
@@ -150,9 +150,7 @@ class Scheduler:
         for job in jobs:
             job.outbox = self.outbox
         try:
-            # A prompt is one long forward pass, which gains from every core.
-            if torch.get_num_threads() != self.max_threads:
-                torch.set_num_threads(self.max_threads)
+            use_threads(self.max_threads)  # a prompt is one long forward pass, which gains from every core
             logits, state = prime_many(self.model, [torch.from_numpy(job.ids) for job in jobs])  # (N, V)
         except Exception:
             log.exception("reading %d prompts failed", len(jobs))
@@ -167,7 +165,7 @@ class Scheduler:
     def _join(self, job: Job, logits: torch.Tensor, state: tuple[torch.Tensor, ...]) -> None:
         """``job``'s samples take rows, each from the prompt's logits (V,) and state (each (L, H))."""
         config = job.config
-        request = _Request(TextOut(job), rows_left=config.num_samples)
+        request = _Request(TextOut(job), SampleStops(job.stops, config.num_samples), config.num_samples)
         self._requests.add(request)
         job.emit_start()
         generators = sample_generators(config.seed, config.num_samples, self.device)
@@ -179,7 +177,7 @@ class Scheduler:
             if config.greedy:
                 self.noise[i].zero_()  # argmax of the logits themselves
             filtered = config.top_k is not None or config.top_p is not None
-            self.live.append(_Row(request, sample, config, generator, StopMatcher(job.stops), filtered))
+            self.live.append(_Row(request, sample, config, generator, filtered))
         if config.length == 0:
             first = len(self.live) - config.num_samples
             self._end_rows([(i, "length") for i in range(first, len(self.live))])
@@ -212,10 +210,11 @@ class Scheduler:
         chars = self.vocab_chars
         for i, (row, next_id) in enumerate(zip(self.live, ids.tolist(), strict=True)):
             row.steps += 1
-            shown = row.matcher.feed(chars[next_id])
+            ends = row.request.ends
+            shown = ends.feed(row.sample, chars[next_id])
             if shown:
                 row.request.out.add(row.sample, shown)
-            if row.matcher.stopped:
+            if ends.stopped(row.sample):
                 ended.append((i, "stop"))
             elif row.request.out.job.stop.is_set():
                 ended.append((i, "cancelled"))
@@ -238,7 +237,7 @@ class Scheduler:
         for i, reason in sorted(ended, reverse=True):
             row = self.live[i]
             request = row.request
-            held = row.matcher.flush()  # the text held back for a stop sequence that did not come
+            held = request.ends.end(row.sample, reason)  # held back for a stop sequence that did not come
             if held:
                 request.out.add(row.sample, held)
             last = len(self.live) - 1
@@ -252,19 +251,14 @@ class Scheduler:
             self.live.pop()
             self.on_rows_end(1)
             request.rows_left -= 1
-            request.finish_reasons[row.sample] = reason
             if request.rows_left == 0:
                 self._requests.discard(request)
-                request.out.finish([request.finish_reasons[k] for k in sorted(request.finish_reasons)])
+                request.out.finish(request.ends.finish_reasons())
                 request.out.job.emit("end", None)
 
     def _advance(self, ids: torch.Tensor, n: int) -> None:
         """Step rows [0, n) by ``ids`` (n,); their next logits land in ``self.logits[:n]``."""
-        # A few rows are a few microseconds of work per op, which threads only slow down; many
-        # rows gain from every core (measured on 2 cores: 64 rows of 2 x 512 step 1.6x faster).
-        threads = 1 if n * self.hidden_size <= SMALL_STEP else self.max_threads
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        use_threads(step_threads(n, self.hidden_size, most=self.max_threads))
         if self.stepper is not None:
             view = self._views.get(n)
             if view is None:

@@ -31,7 +31,7 @@ from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError, ConfigError, CorpusError, UnknownCharactersError
 from charlstm.generation.generators import continue_ids, prompt_ids
 from charlstm.generation.sampling import draw_seed, sample_generators
-from charlstm.generation.stops import StopMatcher
+from charlstm.generation.stops import SampleStops
 from charlstm.model.loss import bits_per_char
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.loading import LoadedModel, load_model, run_info
@@ -187,8 +187,7 @@ class Service:
     def run_alone(self, served: ServedModel, job: Job) -> None:
         """Worker thread, the per-request path: one generation, its samples as one batch."""
         config, out = job.config, TextOut(job)
-        matchers = [StopMatcher(job.stops) for _ in range(config.num_samples)]
-        reasons: list[str | None] = [None] * config.num_samples
+        ends = SampleStops(job.stops, config.num_samples)
         try:
             job.emit_start()
             device = served.loaded.model.head.weight.device
@@ -198,19 +197,13 @@ class Service:
                                  config, generators)
             for step in steps:
                 for k, next_id in enumerate(step.tolist()):
-                    if reasons[k] is None:
-                        out.add(k, matchers[k].feed(chars[next_id]))
-                        if matchers[k].stopped:
-                            reasons[k] = "stop"
+                    out.add(k, ends.feed(k, chars[next_id]))
                 out.maybe_flush(time.perf_counter())
-                if job.stop.is_set() or all(reasons):
+                if job.stop.is_set() or ends.all_ended:
                     break
-            cut = "cancelled" if job.stop.is_set() else "length"
-            for k, matcher in enumerate(matchers):
-                if reasons[k] is None:
-                    out.add(k, matcher.flush())
-                    reasons[k] = cut
-            out.finish([str(r) for r in reasons])
+            for k, held in enumerate(ends.end_all("cancelled" if job.stop.is_set() else "length")):
+                out.add(k, held)
+            out.finish(ends.finish_reasons())
         except CharLSTMError as exc:
             job.emit("error", api_error(exc))
         except Exception:

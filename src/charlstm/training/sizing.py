@@ -9,38 +9,43 @@ rule, measured on 2 CPU cores and written down in docs/benchmarks.md:
    bfloat16 (CPUs with AMX or AVX512-BF16, GPUs since Ampere), under bf16
    autocast; bf16 is taken if it is at least ``BF16_GAIN`` times faster. Runs
    limited by steps or epochs keep fp32 and need no probe.
-3. **Planned characters.** C = probed characters/s x the time budget (scaled to
+2. **Rows per batch.** The preset's, fewer for a text too short for ``MIN_BATCHES``
+   batches per epoch. With a time budget the probe also times the narrower
+   ``WIDTHS`` and takes the fewest rows that keep ``WIDTH_SPEED`` of the fastest
+   width's speed; evaluations then stay ``EVAL_CHARS`` training characters apart.
+3. **The limit.** Given a time budget and no ``--epochs``, the budget alone
+   stops the run (the default's 50-epoch cap is lifted).
+4. **Planned characters.** C = probed characters/s x the time budget (scaled to
    each candidate by its FLOPs per character), or max_steps x batch x seq_len,
    or epochs x the training characters, whichever limit is given.
-4. **Size.** The largest model of ``LADDER`` that still reads at least
+5. **Size.** The largest model of ``LADDER`` that still reads at least
    ``CHARS_PER_PARAM`` characters per parameter in C: a bigger model learns more
    per character, but one that reads too little of the text never catches up.
-5. **Regularisation** by planned epochs E = C / training characters: the more
+6. **Regularisation** by planned epochs E = C / training characters: the more
    often the text is seen, the more the model overfits, the more dropout.
    ``REGULARISATION`` gives dropout and weight drop at a few epoch counts
    (none up to 3 epochs; dropout 0.1 at 10; dropout and AWD-LSTM's weight drop
    0.5 from 40), log-linear in between.
-6. **The limit.** Given a time budget and no ``--epochs``, the budget alone
-   stops the run (the default's 50-epoch cap is lifted).
 
-Every setting the user gave explicitly is kept and never overridden; the plan
-(inputs, measurements and choices) is logged and written into config.json. The
-probe's timings vary with the machine's load, so two runs of the same command
-may choose differently; config.json records what was chosen, to rerun it exactly.
+``plan_run`` measures (``probe_speeds``), then decides (``decide``: steps 1-6, pure). Explicit
+settings are never overridden; the plan is logged and written into config.json. The probe's
+timings vary with the machine's load, so two runs may choose differently; config.json says what.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from charlstm.config.choices import Precision
 from charlstm.config.model import ModelConfig
 from charlstm.config.train import TrainConfig
 from charlstm.model.loss import char_loss
@@ -48,10 +53,9 @@ from charlstm.model.network import CharLSTM
 from charlstm.model.runtime import bf16_lstm_runs, check_bf16
 from charlstm.training.schedule import make_optimizer
 
-log = logging.getLogger(__name__)
-
 # (num_layers, hidden_size), smallest first.
 LADDER: tuple[tuple[int, int], ...] = ((1, 256), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
+SIZE_FIELDS = frozenset({"num_layers", "hidden_size"})
 CHARS_PER_PARAM = 1.0
 BF16_GAIN = 1.3
 REFERENCE = (2, 512)
@@ -67,6 +71,14 @@ EVAL_CHARS = 200 * 64 * 64  # training characters between evaluations: the prese
 # three times or fewer learnt faster with no dropout at all (docs/benchmarks.md); one read 40 times
 # needs AWD-LSTM's strong dropouts not to be memorised.
 REGULARISATION = ((3.0, 0.0, 0.0), (10.0, 0.1, 0.0), (40.0, 0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class Speeds:
+    """What the probes measured, in training characters/s; empty where the run's limit needs no speed."""
+
+    by_precision: dict[str, float] = field(default_factory=dict)  # precision -> the reference model's
+    by_rows: dict[int, float] = field(default_factory=dict)  # rows per batch -> its, in the chosen precision
 
 
 @dataclass(frozen=True)
@@ -97,68 +109,110 @@ class Plan:
 def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
              device: torch.device) -> Plan:
     """Size ``model`` and ``train`` for ``train_chars`` and the run's limit; ``given`` fields are kept."""
-    if "batch_size" not in given:
-        train = replace(train, batch_size=_rows_for(train_chars, train))
-    if train.time_budget is not None and "epochs" not in given:
-        train = replace(train, epochs=None)  # the budget is the limit the user chose
-    size_given = {"num_layers", "hidden_size"} <= given
-    reference = _sized(model, (model.num_layers, model.hidden_size) if size_given else REFERENCE)
-    probe: dict[str, float] = {}
-    widths: dict[int, float] = {}
-    precision = train.precision
-    if precision == "bf16":  # before a probe steps in it
+    speeds = probe_speeds(model, train, given=given, train_chars=train_chars, device=device)
+    return decide(model, train, speeds, given=given, train_chars=train_chars)
+
+
+def probe_speeds(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
+                 device: torch.device) -> Speeds:
+    """Time what steps 1 and 2 compare, for a time budget only: the reference model in each precision,
+    then narrower batches, in the precision and from the rows that ``decide``'s own steps choose."""
+    if train.precision == Precision.BF16:  # a device that cannot run it says so before a probe steps in it
         check_bf16(device)
-    if train.time_budget is not None and train.max_steps is None:  # only a budget needs the speed
-        fast_bf16 = ["bf16"] if _has_fast_bf16(device) else []
-        tried = [precision] if "precision" in given else ["fp32", *fast_bf16]
-        seconds = min(PROBE_SECONDS, train.time_budget / 100)  # at most 1% of the budget per probe
-        probe = {str(p): probe_chars_per_s(reference, replace(train, precision=p), device, seconds)
-                 for p in tried}
-        if "precision" not in given:
-            precision = "bf16" if probe.get("bf16", 0.0) >= BF16_GAIN * probe["fp32"] else "fp32"
-        if "batch_size" not in given:
-            widths = _width_probe(reference, replace(train, precision=precision), device, seconds,
-                                  probe[str(precision)])
-            train = replace(train, batch_size=_narrowest_fast(widths))
-            if "eval_every" not in given:
-                every = max(1, round(EVAL_CHARS / (train.batch_size * train.seq_len)))
-                train = replace(train, eval_every=every)
-    speed = widths.get(train.batch_size) or probe.get(str(precision), 0.0)
+    if not _needs_speed(train):
+        return Speeds()
+    reference = _reference(model, given)
+    train = choose_rows(train, {}, given, train_chars)  # the rows before any width is timed
+    seconds = min(PROBE_SECONDS, train.time_budget / 100)  # at most 1% of the budget per probe
+    tried = ([train.precision] if "precision" in given else
+             [Precision.FP32, *([Precision.BF16] if _has_fast_bf16(device) else [])])
+    by_precision = {str(p): probe_chars_per_s(reference, replace(train, precision=p), device, seconds)
+                    for p in tried}
+    if "batch_size" in given:
+        return Speeds(by_precision)
+    train = replace(train, precision=choose_precision(train, by_precision, given))
+    by_rows = {train.batch_size: by_precision[str(train.precision)]}  # timed just now
+    for rows in (r for r in WIDTHS if r < train.batch_size):
+        by_rows[rows] = probe_chars_per_s(reference, replace(train, batch_size=rows), device, seconds)
+    return Speeds(by_precision, by_rows)
 
-    def planned(candidate: ModelConfig) -> tuple[float, str]:
-        if train.max_steps is not None:
-            return float(train.max_steps * train.batch_size * train.seq_len), "max_steps"
-        by_epochs = float("inf") if train.epochs is None else float(train.epochs * train_chars)
-        if train.time_budget is not None:
-            by_time = speed * flops_per_char(reference) / flops_per_char(candidate) * train.time_budget
-            if by_time < by_epochs:
-                return by_time, "time_budget"
-        return by_epochs, "epochs"
 
-    if size_given:
-        size = (model.num_layers, model.hidden_size)
-    elif {"num_layers", "hidden_size"} & given:  # one given: the other as the default recipe has it
-        size = (model.num_layers if "num_layers" in given else REFERENCE[0],
-                model.hidden_size if "hidden_size" in given else REFERENCE[1])
-    elif planned(reference)[0] == float("inf"):
-        size = REFERENCE  # no limit at all: the default recipe's size
-    else:
-        fits = [s for s in LADDER
-                if planned(_sized(model, s))[0] >= CHARS_PER_PARAM * _params(_sized(model, s))]
-        size = fits[-1] if fits else LADDER[0]
-    sized = _sized(model, size)
-    chars, limit = planned(sized)
+def decide(model: ModelConfig, train: TrainConfig, speeds: Speeds, *, given: set[str],
+           train_chars: int) -> Plan:
+    """Steps 1-6 of the module's rule from measured ``speeds``: pure, no probe, no device. Speeds the
+    run does not use are ignored: all without a time budget (or with max_steps), widths if batch given."""
+    if not _needs_speed(train):
+        speeds = Speeds()
+    widths = {} if "batch_size" in given else speeds.by_rows
+    precision = choose_precision(train, speeds.by_precision, given)  # 1
+    train = choose_rows(train, widths, given, train_chars)  # 2
+    if train.time_budget is not None and "epochs" not in given:  # 3: the budget alone is the limit
+        train = replace(train, epochs=None)
+    speed = widths.get(train.batch_size) or speeds.by_precision.get(str(precision), 0.0)
+    planned = functools.partial(planned_chars, reference=_reference(model, given), train=train,
+                                speed=speed, train_chars=train_chars)  # 4
+    size = choose_size(model, given, planned)  # 5
+    chars, limit = planned(_sized(model, size))
     epochs = chars / max(train_chars, 1)
-    regularisation = regularisation_for(epochs)
-    chosen = {"num_layers": size[0], "hidden_size": size[1], **regularisation, "precision": str(precision),
-              "batch_size": train.batch_size, "epochs": train.epochs,
+    chosen = {"num_layers": size[0], "hidden_size": size[1], **regularisation_for(epochs),  # 6
+              "precision": str(precision), "batch_size": train.batch_size, "epochs": train.epochs,
               **({"eval_every": train.eval_every} if widths else {})}
     return Plan(train_chars=train_chars, limit=limit,
-                probe_chars_per_s={k: round(v) for k, v in probe.items()},
+                probe_chars_per_s={k: round(v) for k, v in speeds.by_precision.items()},
                 probe_rows_chars_per_s={k: round(v) for k, v in sorted(widths.items())},
                 planned_chars=round(chars) if chars < float("inf") else None,
                 planned_epochs=round(epochs, 2) if chars < float("inf") else None,
                 chosen={k: v for k, v in chosen.items() if k not in given})
+
+
+def choose_precision(train: TrainConfig, by_precision: dict[str, float], given: set[str]) -> Precision:
+    """Step 1: bf16 if it reads ``BF16_GAIN`` times fp32's characters/s; unmeasured or given: kept."""
+    if "precision" in given or not by_precision:
+        return train.precision
+    fast = by_precision.get(Precision.BF16, 0.0) >= BF16_GAIN * by_precision[Precision.FP32]
+    return Precision.BF16 if fast else Precision.FP32
+
+
+def choose_rows(train: TrainConfig, widths: dict[int, float], given: set[str],
+                train_chars: int) -> TrainConfig:
+    """Step 2: the preset's rows, fewer for a short text; with ``widths`` timed, the narrowest fast one."""
+    if "batch_size" in given:
+        return train
+    rows = max(1, min(train.batch_size, train_chars // (train.seq_len * MIN_BATCHES)))
+    if widths:
+        fastest = max(widths.values())
+        rows = min(r for r, speed in widths.items() if speed >= WIDTH_SPEED * fastest)
+    train = replace(train, batch_size=rows)
+    if not widths or "eval_every" in given:
+        return train
+    return replace(train, eval_every=max(1, round(EVAL_CHARS / (rows * train.seq_len))))
+
+
+def planned_chars(candidate: ModelConfig, *, reference: ModelConfig, train: TrainConfig, speed: float,
+                  train_chars: int) -> tuple[float, str]:
+    """Step 4: characters ``candidate`` reads before the run's limit (inf: none), and which limit."""
+    if train.max_steps is not None:
+        return float(train.max_steps * train.batch_size * train.seq_len), "max_steps"
+    by_epochs = float("inf") if train.epochs is None else float(train.epochs * train_chars)
+    if train.time_budget is not None:
+        by_time = speed * flops_per_char(reference) / flops_per_char(candidate) * train.time_budget
+        if by_time < by_epochs:
+            return by_time, "time_budget"
+    return by_epochs, "epochs"
+
+
+def choose_size(model: ModelConfig, given: set[str],
+                planned: Callable[[ModelConfig], tuple[float, str]]) -> tuple[int, int]:
+    """Step 5: the largest rung of ``LADDER`` that reads ``CHARS_PER_PARAM`` characters per parameter."""
+    if given >= SIZE_FIELDS:
+        return model.num_layers, model.hidden_size
+    if SIZE_FIELDS & given:  # one given: the other as the default recipe has it
+        return (model.num_layers if "num_layers" in given else REFERENCE[0],
+                model.hidden_size if "hidden_size" in given else REFERENCE[1])
+    if planned(_sized(model, REFERENCE))[0] == float("inf"):
+        return REFERENCE  # no limit at all: the default recipe's size
+    fits = [s for s in LADDER if planned(_sized(model, s))[0] >= CHARS_PER_PARAM * _params(_sized(model, s))]
+    return fits[-1] if fits else LADDER[0]
 
 
 def apply_choice(model: ModelConfig, train: TrainConfig,
@@ -170,7 +224,7 @@ def apply_choice(model: ModelConfig, train: TrainConfig,
 
 
 def regularisation_for(epochs: float) -> dict[str, float]:
-    """Dropout and weight drop for a run that reads its training text ``epochs`` times."""
+    """Step 6: dropout and weight drop for a run that reads its training text ``epochs`` times."""
     points = [(math.log(e), dropout, weight_drop) for e, dropout, weight_drop in REGULARISATION]
     x = math.log(max(epochs, 1e-9))
     x = min(max(x, points[0][0]), points[-1][0])
@@ -194,7 +248,8 @@ def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.devi
         net = CharLSTM(model).to(device).train()
         opt = make_optimizer(net, train)
         ids = torch.randint(0, model.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision == "bf16")
+        bf16 = train.precision == Precision.BF16
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
         def step() -> None:
             with autocast:
@@ -216,25 +271,8 @@ def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.devi
         torch.set_rng_state(rng_state)
 
 
-def _width_probe(model: ModelConfig, train: TrainConfig, device: torch.device, seconds: float,
-                 full_speed: float) -> dict[int, float]:
-    """Rows per batch -> characters/s of ``model``: ``train.batch_size`` (timed already) and narrower."""
-    speeds = {train.batch_size: full_speed}
-    for rows in WIDTHS:
-        if rows < train.batch_size:
-            speeds[rows] = probe_chars_per_s(model, replace(train, batch_size=rows), device, seconds)
-    return speeds
-
-
-def _narrowest_fast(speeds: dict[int, float]) -> int:
-    """The fewest rows whose characters/s is at least WIDTH_SPEED of the fastest width's."""
-    fastest = max(speeds.values())
-    return min(rows for rows, speed in speeds.items() if speed >= WIDTH_SPEED * fastest)
-
-
-def _rows_for(train_chars: int, train: TrainConfig) -> int:
-    """The preset's batch size, fewer rows for a short text: every epoch at least MIN_BATCHES batches."""
-    return max(1, min(train.batch_size, train_chars // (train.seq_len * MIN_BATCHES)))
+def _needs_speed(train: TrainConfig) -> bool:
+    return train.time_budget is not None and train.max_steps is None  # max_steps counts characters itself
 
 
 def _has_fast_bf16(device: torch.device) -> bool:
@@ -247,6 +285,11 @@ def _has_fast_bf16(device: torch.device) -> bool:
             return False
         return ("amx_bf16" in flags or "avx512_bf16" in flags) and bf16_lstm_runs(str(device))
     return False
+
+
+def _reference(model: ModelConfig, given: set[str]) -> ModelConfig:
+    """The model the probes time: the given size, else ``REFERENCE``."""
+    return _sized(model, (model.num_layers, model.hidden_size) if given >= SIZE_FIELDS else REFERENCE)
 
 
 def _sized(model: ModelConfig, size: tuple[int, int]) -> ModelConfig:
