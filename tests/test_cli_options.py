@@ -38,7 +38,8 @@ SPLITS = {"val_fraction", "test_fraction"}
 COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {
     "train": ((ModelConfig, TrainConfig, CorpusConfig), None,
               {"text", "out", "resume", "preset", "progress", "overwrite"}),
-    "generate": ((SampleConfig,), None, {"run", "prompt", "prompt_file", "stop", "interactive", "device"}),
+    "generate": ((SampleConfig,), None, {"run", "prompt", "prompt_file", "stop", "interactive", "device",
+                                         "items", "label", "new_only", "json_lines", "max_item_chars"}),
     "prepare": ((CorpusConfig, TrainConfig), {f.name for f in dataclasses.fields(CorpusConfig)} | SPLITS,
                 {"text", "out", "progress", "force"}),
     "eval": ((SampleConfig,), {"unknown", "replacement"}, {
@@ -260,7 +261,8 @@ def test_generate_flags_reach_the_sample_config(monkeypatch):
         seen["config"] = config
         return prompt, iter([["a"], ["b"]])
 
-    monkeypatch.setattr(loading, "load_model", lambda run, device: SimpleNamespace())
+    text_model = SimpleNamespace(meta=SimpleNamespace(items=None))  # running text, not a list of items
+    monkeypatch.setattr(loading, "load_model", lambda run, device: text_model)
     monkeypatch.setattr(generators, "generate", fake_generate)
     result = invoke("generate", "RUN", "--prompt", "x", "--length", "2", "--top-k", "3", "--no-greedy",
                     "--unknown", "replace", "--replacement", "?", "--seed", "4")

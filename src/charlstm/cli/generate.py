@@ -13,6 +13,7 @@ import typer
 from charlstm.cli.options import config_flags, field_help, parse_char_count
 from charlstm.config.dynamic import DynamicConfig
 from charlstm.config.sample import SampleConfig
+from charlstm.generation.items import MAX_ITEM_CHARS, NEW_ONLY_DRAWS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,9 +38,26 @@ def generate(
     ] = None,
     interactive: Annotated[bool, typer.Option(help="Type text, the model continues it; /quit ends.")] = False,
     device: Annotated[str, typer.Option()] = "cpu",
+    items: Annotated[int | None, typer.Option(
+        min=1, max=1_000_000, rich_help_panel="Lists of things",
+        help="Print this many whole items, one per line (a model trained with --records: 10 unless "
+             "given); --prompt starts each item.")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", metavar="LABEL", rich_help_panel="Lists of things",
+        help="Items of this label; repeat for several (unset: labels drawn as often as in training).")
+    ] = None,
+    new_only: Annotated[bool, typer.Option(
+        "--new-only", rich_help_panel="Lists of things",
+        help=f"Only items not in the training list (draws at most {NEW_ONLY_DRAWS} x --items).")] = False,
+    json_lines: Annotated[bool, typer.Option(
+        "--json", rich_help_panel="Lists of things",
+        help="One JSON object per item: text, label, novel, logprob, chars, complete.")] = False,
+    max_item_chars: Annotated[int, typer.Option(
+        min=1, max=100_000, rich_help_panel="Lists of things",
+        help="Cut (and flag) an item that has not ended by then.")] = MAX_ITEM_CHARS,
     **settings: Any,
 ) -> None:
-    """Generate text, printing it as it comes."""
+    """Generate text, printing it as it comes (whole items, for a model of a list of things)."""
     from charlstm.generation.generators import generate as run_generate
     from charlstm.generation.stops import SampleStops, check_stops
     from charlstm.model.runtime import resolve_device
@@ -50,6 +68,10 @@ def generate(
     if prompt_file is not None:
         prompt = _read_prompt_file(prompt_file, prompt, interactive)
     loaded = load_model(run, resolve_device(device))
+    if loaded.meta.items is not None or items or label or new_only:
+        wanted = ItemRequest(items or 10, tuple(label or ()), new_only, max_item_chars, json_lines)
+        _print_items(loaded, config, prompt or "", wanted)
+        return
     if interactive:
         _interact(loaded, config, stops)
         return
@@ -63,6 +85,36 @@ def generate(
         _print_as_it_comes(echoed, steps, ends)
     else:
         _print_samples(echoed, steps, ends)
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemRequest:
+    count: int
+    labels: tuple[str, ...]
+    new_only: bool
+    max_item_chars: int
+    json_lines: bool
+
+
+def _print_items(loaded: LoadedModel, config: SampleConfig, prompt: str, wanted: ItemRequest) -> None:
+    """Whole items, one per line (items holding line breaks: a blank line between), or JSON lines."""
+    from charlstm.generation.items import generate_items
+
+    draw = generate_items(loaded, wanted.count, config, prompt=prompt, labels=wanted.labels,
+                          new_only=wanted.new_only, max_item_chars=wanted.max_item_chars)
+    for item in draw.items:
+        if wanted.json_lines:
+            typer.echo(json.dumps({"text": item.text, "label": item.label, "novel": item.novel,
+                                   "logprob": round(item.logprob, 4), "chars": item.chars,
+                                   "complete": item.complete}, ensure_ascii=False))
+        else:
+            cut = "" if item.complete else "  [cut: no end within --max-item-chars]"
+            typer.echo(item.text + cut + ("\n" if "\n" in item.text else ""))
+    if draw.new_share is not None:
+        _note(f"{draw.new} of {draw.drawn} drawn items are not in the training list "
+              f"({draw.new_share:.0%})")
+    if len(draw.items) < wanted.count:
+        _note(f"only {len(draw.items)} new items in {draw.drawn} draws")
 
 
 def _read_prompt_file(prompt_file: Path, prompt: str | None, interactive: bool) -> str:

@@ -39,6 +39,17 @@ class GateActivation(StrEnum):
 class FramingName(StrEnum):
     STREAM = "stream"  # loss on every position, state carried across batches
     WINDOW = "window"  # the tutorial: windows of seq_len predict the next character
+    ITEMS = "items"  # a list of things: each item from its start (or label) to its end, state fresh
+
+
+class RecordFormat(StrEnum):
+    """How a file holds a list of items (``records``); unset: the file is one running text."""
+
+    LINES = "lines"  # each non-empty line one item
+    PARAGRAPHS = "paragraphs"  # items separated by blank lines
+    CSV = "csv"
+    TSV = "tsv"
+    JSONL = "jsonl"  # one JSON object per line
 
 
 class Optimizer(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
+from charlstm.config.choices import RecordFormat, coerce_choices
 from charlstm.errors import ConfigError
 
 
@@ -24,8 +25,27 @@ class CorpusConfig:
         "help": "Drop a BOM, turn CRLF and CR into LF, NFC-normalise, trim blank lines around the "
                 "body; off only to read a text exactly as another tool did."})
 
+    records: RecordFormat | None = field(default=None, metadata={
+        "help": "Read the files as a list of items (names, titles, ...), not one running text: lines, "
+                "paragraphs, csv, tsv or jsonl."})
+    text_column: str | None = field(default=None, metadata={
+        "help": "csv/tsv: the column holding each item (unset: the first); jsonl: its key (unset: "
+                "text)."})
+    label_column: str | None = field(default=None, metadata={
+        "help": "csv/tsv/jsonl: the column holding each item's label, to generate items of a label."})
+
     def __post_init__(self) -> None:
+        coerce_choices(self)
         check_text_encoding(self.encoding)
+        columns = self.records in (RecordFormat.CSV, RecordFormat.TSV, RecordFormat.JSONL)
+        for name in ("text_column", "label_column"):
+            if getattr(self, name) is not None and not columns:
+                raise ConfigError(f"{name} needs records csv, tsv or jsonl (a format with columns)",
+                                  hint="--records csv")
+            if getattr(self, name) == "":
+                raise ConfigError(f"{name} must name a column, not be empty")
+        if self.label_column is not None and self.label_column == self.text_column:
+            raise ConfigError("label_column and text_column name the same column")
 
 
 def check_text_encoding(encoding: str) -> None:

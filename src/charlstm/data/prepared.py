@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from charlstm.config.corpus import CorpusConfig
+from charlstm.data.items import ItemsInfo
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError, CorpusError
 
@@ -56,6 +57,12 @@ class PreparedData:
         """How the text was cleaned, when the folder records it."""
         recorded = self.meta.get("corpus_config")
         return None if recorded is None else CorpusConfig(**recorded)
+
+    @property
+    def items(self) -> ItemsInfo | None:
+        """A list of items' labels and format (``data.items``); None for a running text."""
+        raw = self.meta.get("records")
+        return None if raw is None else ItemsInfo.from_json(raw)
 
     def split(self, name: str) -> np.ndarray:
         """The ids of one split as a read-only memmap (empty array if absent)."""

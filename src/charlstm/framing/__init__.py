@@ -1,4 +1,4 @@
-"""How text becomes training examples and how a model reads text: stream or window framing.
+"""How text becomes training examples and how a model reads text: stream, window or items framing.
 
 ``framing_for(train_config)`` is the one place a framing's name becomes its object.
 """
@@ -6,12 +6,14 @@
 from charlstm.config.choices import FramingName
 from charlstm.config.train import TrainConfig
 from charlstm.framing.base import Batches, Framing, Reader
+from charlstm.framing.items import ItemFraming
 from charlstm.framing.stream import StreamFraming
 from charlstm.framing.window import WindowFraming
 
 FRAMINGS: dict[FramingName, type[Framing]] = {
     FramingName.STREAM: StreamFraming,
     FramingName.WINDOW: WindowFraming,
+    FramingName.ITEMS: ItemFraming,
 }
 
 
@@ -20,4 +22,5 @@ def framing_for(config: TrainConfig) -> Framing:
     return FRAMINGS[config.framing](config.seq_len)
 
 
-__all__ = ["FRAMINGS", "Batches", "Framing", "Reader", "StreamFraming", "WindowFraming", "framing_for"]
+__all__ = ["FRAMINGS", "Batches", "Framing", "ItemFraming", "Reader", "StreamFraming", "WindowFraming",
+           "framing_for"]

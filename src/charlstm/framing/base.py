@@ -67,6 +67,8 @@ class Framing(ABC):
     single_steps: ClassVar[bool] = True
     # Whether the model reads text as one continuing stream (state carried), as dynamic evaluation needs.
     carries_state: ClassVar[bool] = False
+    # Whether it reads a list of items (``data.items``), which only a list of items can train.
+    reads_items: ClassVar[bool] = False
 
     def __init__(self, seq_len: int):
         self.seq_len = seq_len  # T: BPTT length or window length

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.config import CorpusConfig, ModelConfig, TrainConfig
+from charlstm.data.items import ItemsInfo
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CharLSTMError, CheckpointError
 
@@ -59,6 +60,7 @@ class CheckpointMeta:
     world_size: int = 1  # processes that trained it: resume needs as many
     metric: Metric | None = None  # set on best checkpoints
     imported_from: dict[str, Any] | None = None  # a Keras file's name and attributes
+    items: ItemsInfo | None = None  # a list of things: its format and labels (items framing)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:

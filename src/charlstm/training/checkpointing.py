@@ -45,6 +45,7 @@ class Checkpointing:
             vocab=self.data.vocab.to_list(), progress=self.state.saved_progress(),
             data_sha256=self.data.sha256, last_eval=self.state.last_eval, world_size=self.dist.world_size,
             metric=None if metric is None else Metric(str(self.config.checkpoint_metric), metric),
+            items=self.data.items,
         )
 
     def gather(self) -> None:

@@ -22,11 +22,9 @@ from charlstm.config.choices import Precision
 from charlstm.config.corpus import CorpusConfig
 from charlstm.config.model import ModelConfig
 from charlstm.config.train import RESUMABLE_FIELDS, TrainConfig
-from charlstm.data.prepare import prepare_corpus
-from charlstm.data.prepared import META_FILE, PreparedData, open_prepared
+from charlstm.data.prepared import PreparedData, open_prepared
 from charlstm.data.sources import default_corpus_path
-from charlstm.data.vocab import Vocab
-from charlstm.errors import CharLSTMError, CheckpointError, ConfigError, CorpusError
+from charlstm.errors import CharLSTMError, CheckpointError, ConfigError
 from charlstm.model.runtime import check_bf16, resolve_device, seed_everything
 from charlstm.runs import folder as runs
 from charlstm.runs.checkpoint import read_meta
@@ -34,32 +32,11 @@ from charlstm.runs.files import remove_own
 from charlstm.runs.folder import config_record
 from charlstm.runs.lock import RunLock
 from charlstm.runs.manifest import remove_temporaries
-from charlstm.training import distributed, finetune, sizing
+from charlstm.training import distributed, finetune, run_data, sizing
 from charlstm.training.tensorboard import summary_writer_class
 from charlstm.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
-
-
-def _prepare_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, train_cfg: TrainConfig,
-                  progress_bar: bool, prepare: bool = True, base_vocab: Vocab | None = None,
-                  ) -> tuple[PreparedData, CorpusConfig, str]:
-    """The run's data: a prepared folder used in place, or texts prepared into RUN/data.
-
-    With ``prepare`` off (the other processes of a distributed run) RUN/data is only opened.
-    """
-    if len(paths) == 1 and (paths[0] / META_FILE).is_file():
-        data = open_prepared(paths[0])
-        prepared_with = data.corpus_config or CorpusConfig()
-        if prepared_with != corpus_cfg and prepare:
-            log.warning("using the data folder's cleaning (%s), not the preset's", prepared_with)
-        return data, prepared_with, str(paths[0].resolve())
-    if not prepare:
-        return open_prepared(out_dir / runs.DATA_DIR), corpus_cfg, runs.DATA_DIR
-    data = prepare_corpus(paths, out_dir / runs.DATA_DIR, corpus=corpus_cfg,
-                          val_fraction=train_cfg.val_fraction, test_fraction=train_cfg.test_fraction,
-                          progress_bar=progress_bar, base_vocab=base_vocab)
-    return data, corpus_cfg, runs.DATA_DIR
 
 
 def start_run(
@@ -85,9 +62,10 @@ def start_run(
     lock, created = _claim_new_folder(out_dir, overwrite, dist)
     paths = [Path(s) for s in sources] if sources else [default_corpus_path()]
     try:
-        data, corpus_cfg, data_dir = _shared_data(paths, out_dir, corpus_cfg, train_cfg, source, progress_bar,
-                                                  dist)
+        data, corpus_cfg, data_dir = run_data.shared_data(paths, out_dir, corpus_cfg, train_cfg, source,
+                                                          progress_bar, dist)
         model_cfg = replace(model_cfg, vocab_size=len(data.vocab))
+        train_cfg = run_data.framing_for_data(train_cfg, data, given=set(overrides))
         plan = None
         if source is None and presets.PRESETS[preset].sized:
             plan, model_cfg, train_cfg = _size_run(model_cfg, train_cfg, set(overrides), data, dist)
@@ -126,25 +104,6 @@ def _resolve_settings(preset: str | None, overrides: dict[str, Any], source: fin
     if train_cfg.precision == Precision.BF16:
         check_bf16(resolve_device(train_cfg.device))
     return preset, (model_cfg, train_cfg, corpus_cfg)
-
-
-def _shared_data(paths: list[Path], out_dir: Path, corpus_cfg: CorpusConfig, train_cfg: TrainConfig,
-                 source: finetune.Source | None, progress_bar: bool,
-                 dist: distributed.Distributed) -> tuple[PreparedData, CorpusConfig, str]:
-    """Rank 0 prepares the data (and checks a fine-tune's vocabulary); the others then open it."""
-    failure, prepared = None, None
-    if dist.is_main:
-        try:
-            prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, progress_bar,
-                                     base_vocab=source.vocab if source else None)
-            if source is not None:
-                finetune.check_vocab(source, prepared[0].vocab, strict=train_cfg.strict_vocab)
-        except CharLSTMError as exc:
-            failure = exc
-    dist.raise_rank0_failure(failure, CorpusError, "prepare the data")
-    if prepared is None:
-        prepared = _prepare_data(paths, out_dir, corpus_cfg, train_cfg, False, prepare=False)
-    return prepared
 
 
 def _size_run(model_cfg: ModelConfig, train_cfg: TrainConfig, given: set[str], data: PreparedData,

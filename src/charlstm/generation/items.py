@@ -1,0 +1,176 @@
+"""Whole items from a model trained on a list of things: N new names, titles, ... one per row.
+
+Each row starts from an item's start symbol (or the symbol of its label) and the optional
+prefix, and steps until it draws the end symbol; a row that reaches ``max_item_chars``
+first is cut and flagged, never run into the next item. The steps are the generators'
+(``continue_ids``: one sampling step for the CLI, the library and the service). Items are
+scored afterwards under the model (temperature 1): their log-probability, ends counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from charlstm.config.sample import SampleConfig
+from charlstm.data.cleaning import clean_prompt
+from charlstm.data.items import END_ID, ItemsInfo
+from charlstm.errors import ConfigError, CorpusError
+from charlstm.framing.items import item_bounds, pad_items
+from charlstm.generation.generators import continue_ids
+from charlstm.generation.sampling import draw_seed, sample_generators, sample_seed
+from charlstm.runs.loading import LoadedModel
+
+MAX_ITEM_CHARS = 1000  # the default cut for an item that never ends
+NEW_ONLY_DRAWS = 50  # new_only draws at most this many times the items asked for
+ROWS = 256  # items drawn together at most
+
+
+@dataclass(frozen=True)
+class Item:
+    text: str  # prefix included
+    label: str | None
+    novel: bool | None  # not in the training list (exact match); None when that list is not at hand
+    logprob: float  # natural log-probability under the model of the text and its end, given its start
+    complete: bool  # False: cut at max_item_chars before it ended
+
+    @property
+    def chars(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True)
+class ItemDraw:
+    items: list[Item]
+    drawn: int  # items drawn in all (new_only draws until it has enough, or its bound)
+    new: int | None  # how many of the drawn were not in the training list
+
+    @property
+    def new_share(self) -> float | None:
+        return None if self.new is None or not self.drawn else self.new / self.drawn
+
+
+def items_info(loaded: LoadedModel) -> ItemsInfo:
+    """The model's list: its labels and format; a clear error for a model of running text."""
+    if loaded.meta.items is None:
+        raise ConfigError("this model was trained on running text, not a list of items; items, label and "
+                          "new_only need a model trained with records set", hint="--records lines")
+    return loaded.meta.items
+
+
+def training_items(loaded: LoadedModel) -> set[str] | None:
+    """The training list's items (cleaned), when the run's data is at hand."""
+    ids = loaded.training_ids()
+    if ids is None:
+        return None
+    ids = np.asarray(ids)
+    starts, ends = item_bounds(ids)
+    chars = loaded.vocab.chars
+    bounds = zip(starts.tolist(), ends.tolist(), strict=True)
+    return {"".join(chars[i] for i in ids[s + 1 : e]) for s, e in bounds}
+
+
+def generate_items(
+    loaded: LoadedModel, n: int, config: SampleConfig, *, prompt: str = "", labels: Sequence[str] = (),
+    new_only: bool = False, max_item_chars: int = MAX_ITEM_CHARS, known: set[str] | None = None,
+) -> ItemDraw:
+    """``n`` whole items; ``labels`` (each must be the model's) are taken in turn, else drawn as often
+    as they occur in training. ``known``: the training list (default: read from the run)."""
+    info = items_info(loaded)
+    if n < 1 or max_item_chars < 1:
+        raise ConfigError("items and max_item_chars must be at least 1")
+    if labels and not info.labels:
+        raise ConfigError("this model was trained without labels; leave label out")
+    for label in labels:
+        info.symbol(label)  # an unknown label: a clear error listing the model's
+    known = training_items(loaded) if known is None else known
+    if new_only and known is None:
+        raise CorpusError("new_only needs the training list: the checkpoint is not in its run folder")
+    prefix = clean_prompt(prompt, loaded.meta.corpus_config) if prompt else ""
+    seed = config.seed if config.seed is not None else draw_seed()
+    rng = np.random.default_rng(seed)
+    found: list[Item] = []
+    drawn = new = 0
+    while len(found) < n and drawn < (NEW_ONLY_DRAWS * n if new_only else n):
+        want = min(ROWS, n - len(found) if not new_only else max(16, n - len(found)))
+        batch = _draw(loaded, info, want, config, prefix, _labels_for(info, labels, drawn, want, rng),
+                      max_item_chars, sample_seed(seed, drawn), known)
+        drawn += len(batch)
+        new += sum(bool(item.novel) for item in batch)
+        found += [item for item in batch if item.novel or not new_only]
+    return ItemDraw(found[:n], drawn, None if known is None else new)
+
+
+def _labels_for(info: ItemsInfo, labels: Sequence[str], drawn: int, count: int,
+                rng: np.random.Generator) -> list[str | None]:
+    if labels:
+        return [labels[(drawn + k) % len(labels)] for k in range(count)]
+    if not info.labels:
+        return [None] * count
+    weights = np.asarray(info.label_counts, dtype=np.float64) + 1e-12
+    picks = rng.choice(len(info.labels), size=count, p=weights / weights.sum())
+    return [info.labels[k] for k in picks.tolist()]
+
+
+def _draw(loaded: LoadedModel, info: ItemsInfo, count: int, config: SampleConfig, prefix: str,
+          labels: list[str | None], max_item_chars: int, seed: int, known: set[str] | None) -> list[Item]:
+    """``count`` items, one group of rows per label (rows of a group share a start)."""
+    items: list[Item] = []
+    for group, label in enumerate(dict.fromkeys(labels)):
+        rows = labels.count(label)
+        start = info.symbol(label) + prefix
+        ids = torch.from_numpy(loaded.vocab.encode(start, config.unknown, config.replacement))
+        settings = replace(config, length=max_item_chars - len(prefix), num_samples=rows, seed=None)
+        generators = sample_generators(sample_seed(seed, group), rows, loaded.model.head.weight.device)
+        tails = _until_end(continue_ids(loaded.model, loaded.framing, ids, settings, generators), rows)
+        for tail, complete in tails:
+            text = prefix + loaded.vocab.decode(tail)
+            novel = None if known is None else text not in known
+            items.append(Item(text, label, novel, math.nan, complete))
+    scores = score_items(loaded, [(item.label, item.text) for item in items])
+    return [replace(item, logprob=score) for item, score in zip(items, scores, strict=True)]
+
+
+def _until_end(steps, rows: int) -> list[tuple[list[int], bool]]:
+    """Each row's ids up to its end symbol (excluded) and whether it got there."""
+    tails: list[list[int]] = [[] for _ in range(rows)]
+    ended = [False] * rows
+    for step in steps:
+        for row, next_id in enumerate(step.tolist()):
+            if ended[row]:
+                continue
+            if next_id == END_ID:
+                ended[row] = True
+            else:
+                tails[row].append(next_id)
+        if all(ended):
+            break  # closing the generator puts the model and threads back as they were
+    return list(zip(tails, ended, strict=True))
+
+
+@torch.no_grad()
+def score_items(loaded: LoadedModel, items: Sequence[tuple[str | None, str]]) -> list[float]:
+    """The log-probability (nats) of each (label, text): its characters and its end, given its start."""
+    if not items:
+        return []
+    info, vocab = items_info(loaded), loaded.vocab
+    serial = [info.symbol(label) + text for label, text in items]
+    ids = np.concatenate([np.append(vocab.encode(s), END_ID) for s in serial])
+    starts, ends = item_bounds(ids)
+    x, y = pad_items(ids, starts, ends)
+    model = loaded.model
+    was_training = model.training
+    model.eval()
+    try:
+        device = model.head.weight.device
+        logits, _ = model(x.to(device))  # (B, T, V)
+        logp = logits.float().log_softmax(-1)
+        y = y.to(device)
+        picked = logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (y >= 0)
+    finally:
+        model.train(was_training)
+    return picked.sum(-1).tolist()
