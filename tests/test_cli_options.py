@@ -32,7 +32,7 @@ from charlstm.runs import loading
 from charlstm.training import session
 
 NOT_FLAGS = {"vocab_size"}  # filled in from the text
-SPLITS = {"val_fraction", "test_fraction"}
+SPLITS = {"val_fraction", "test_fraction", "seed"}
 
 # command -> (the configs whose fields it takes, only these of them or all, its own parameters)
 COMMANDS: dict[str, tuple[tuple[type, ...], set[str] | None, set[str]]] = {

@@ -141,3 +141,35 @@ def test_a_sorted_list_through_the_cli_with_a_csv_of_quoted_commas_and_newlines(
             starts, ends = item_bounds(ids)
             items += [data.vocab.decode(ids[s + 1 : e]) for s, e in zip(starts, ends, strict=True)]
     assert len(items) == 62 and {"Dogs, cats", "Two\nlines"} <= set(items)
+
+
+def test_a_list_trains_only_in_the_items_framing_and_items_need_a_list(tmp_path):
+    from _runs import write_text
+
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="items framing, not stream"):
+        api.train([names], out_dir=tmp_path / "a", records="lines", framing="stream", **SETTINGS)
+    with pytest.raises(ConfigError, match="needs a list of things"):
+        api.train([write_text(tmp_path / "t.txt")], out_dir=tmp_path / "b", framing="items", **SETTINGS)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_fine_tune_of_a_list_keeps_its_labels_and_adds_new_ones(labelled_run, tmp_path):
+    path = tmp_path / "more.csv"
+    path.write_text("name,size\n" + "".join(f"zor{i},{'tiny' if i % 2 else 'big'}\n" for i in range(40)),
+                    encoding="utf-8")
+    api.train([path], out_dir=tmp_path / "tuned", init_from=str(labelled_run), records="csv",
+              text_column="name", label_column="size", max_steps=3, batch_size=4)
+    info = load_model(tmp_path / "tuned").meta.items
+    assert info.labels == ["big", "small", "tiny"]  # the source's first, in their order
+
+
+def test_a_list_cannot_fine_tune_a_model_of_running_text(tmp_path):
+    from _runs import train_stream_run, write_text
+
+    source = train_stream_run(tmp_path / "text-run", write_text(tmp_path / "t.txt"))
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    with pytest.raises((ConfigError, CorpusError)):
+        api.train([names], out_dir=tmp_path / "tuned", init_from=str(source), records="lines", max_steps=2)

@@ -88,3 +88,18 @@ def test_split_draws_are_one_per_item_in_order():
     again = split_draws(5)
     assert first == [next(again) for _ in range(70_000)]
     assert [split_of(d, 0.1, 0.1) for d in (0.05, 0.15, 0.5)] == ["val", "test", "train"]
+
+
+def test_prepare_with_records_writes_a_list_that_train_reads(tmp_path):
+    from _runs import invoke
+
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    result = invoke("prepare", path, "--out", tmp_path / "data", "--records", "lines", "--seed", "3",
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    data = open_prepared(tmp_path / "data")
+    assert data.items is not None and data.meta["records"]["split_seed"] == 3
+    trained = invoke("train", tmp_path / "data", "--out", tmp_path / "run", "--hidden-size", "8",
+                     "--num-layers", "1", "--batch-size", "4", "--max-steps", "3", "--no-progress")
+    assert trained.exit_code == 0, trained.output

@@ -19,9 +19,10 @@ from charlstm.config.train import TrainConfig
 from charlstm.errors import ConfigError
 from charlstm.training import session as api
 
-# prepare splits the text, so it takes the two split settings besides the corpus ones.
+# prepare splits the text, so it takes the two split settings besides the corpus ones (and the
+# seed, which draws a list's held-out items).
 _SPLITS = ("val_fraction", "test_fraction")
-PREPARE_SETTINGS = frozenset({f.name for f in dataclasses.fields(CorpusConfig)} | set(_SPLITS))
+PREPARE_SETTINGS = frozenset({f.name for f in dataclasses.fields(CorpusConfig)} | {*_SPLITS, "seed"})
 
 
 @config_flags(ModelConfig, TrainConfig, CorpusConfig, preset_defaults=True)
@@ -71,9 +72,15 @@ def prepare(
 ) -> None:
     """Clean and encode a corpus of any size into token files that `train` reads from disk."""
     from charlstm.data.prepare import prepare_corpus
+    from charlstm.data.prepare_items import prepare_items
     from charlstm.runs.folder import check_outside_runs
 
     check_outside_runs(out)  # even --force: a run's data is what its checkpoints were trained on
-    splits = {name: settings.pop(name) for name in _SPLITS if name in settings}
-    # prepare_corpus logs the summary (characters, vocabulary, split sizes): said once, not echoed.
-    prepare_corpus(text, out, corpus=CorpusConfig(**settings), progress_bar=progress, force=force, **splits)
+    splits = {name: settings.pop(name, getattr(TrainConfig, name)) for name in _SPLITS}
+    seed = settings.pop("seed", TrainConfig.seed)
+    corpus = CorpusConfig(**settings)
+    # Both log the summary (sizes, vocabulary, items): said once, not echoed.
+    if corpus.records is not None:
+        prepare_items(text, out, corpus=corpus, seed=seed, progress_bar=progress, force=force, **splits)
+    else:
+        prepare_corpus(text, out, corpus=corpus, progress_bar=progress, force=force, **splits)

@@ -94,6 +94,10 @@ class Framing(ABC):
         ``progress`` shows a bar (on a terminal) for long interactive scoring.
         """
 
+    def can_score(self, ids: np.ndarray) -> bool:
+        """Whether ``ids`` (a held-out split) is long enough for ``evaluate``: more than one window."""
+        return len(ids) > self.seq_len
+
     @abstractmethod
     def reader(self, model: CharLSTM, prompt: torch.Tensor, rows: int) -> Reader:
         """Read a (P,) prompt into ``rows`` identical rows, ready to continue."""

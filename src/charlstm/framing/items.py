@@ -53,6 +53,9 @@ class ItemFraming(Framing):
                  max_chars: int | None = None, progress: bool = False) -> EvalResult:
         return evaluate_items(model, ids, device=device, max_chars=max_chars, progress=progress)
 
+    def can_score(self, ids: np.ndarray) -> bool:
+        return len(ids) > 0  # one whole item is enough
+
     def reader(self, model: CharLSTM, prompt: torch.Tensor, rows: int) -> StreamReader:
         return StreamReader(model, prompt, rows)  # the start symbol (and a prefix), then one step a character
 

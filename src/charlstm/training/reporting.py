@@ -46,7 +46,7 @@ class Reporter:
         return epoch_end or bool(every and step % every == 0)
 
     def evaluate_val(self) -> EvalResult | None:
-        if len(self.val_ids) <= self.config.seq_len:
+        if not self.framing.can_score(self.val_ids):
             return None
         cap = self.config.eval_max_chars or None  # 0: all
         return self.framing.evaluate(self.model, self.val_ids, device=self.device, max_chars=cap)

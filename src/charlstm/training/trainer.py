@@ -82,7 +82,7 @@ class Trainer:
         self.batches = self.framing.batches(data.split("train"), c.batch_size, seed=c.seed, shuffle=c.shuffle,
                                             rank=dist.rank, world_size=dist.world_size)
         self.val_ids = data.split("val")
-        if c.checkpoint_metric == CheckpointMetric.VAL_LOSS and len(self.val_ids) <= c.seq_len:
+        if c.checkpoint_metric == CheckpointMetric.VAL_LOSS and not self.framing.can_score(self.val_ids):
             raise ConfigError("checkpoint_metric val_loss needs a held-out split: raise val_fraction")
         self.checkpoints = Checkpointing(
             self.state, run_dir=run_dir, model=self.model, optimizer=self.optimizer,
@@ -121,7 +121,7 @@ class Trainer:
             return []  # one voice: rank 0 alone shows, samples and writes curves
         observers: list[Observer] = []
         if c.sample_every:
-            prompt_from = self.val_ids if len(self.val_ids) > c.seq_len else self.data.split("train")
+            prompt_from = self.val_ids if self.framing.can_score(self.val_ids) else self.data.split("train")
             observers.append(SampleLogger(self.model, self.framing, prompt_from, self.data.vocab,
                                           every=c.sample_every, length=c.sample_length))
         if tensorboard is not None:
