@@ -7,8 +7,9 @@ from fractions import Fraction
 
 import pytest
 
-from charlstm.analysis.novelty import DEFAULT_NS, NoveltyIndex, words
+from charlstm.analysis.novelty import DEFAULT_NS, ITEM_GROUPS, ListItems, NoveltyIndex, item_novelty, words
 from charlstm.errors import ConfigError
+from charlstm.generation.items import Item, ItemDraw
 
 
 # One sample against one text: an index per call, as the report never does (it builds one).
@@ -164,3 +165,44 @@ def test_one_index_scores_many_samples_as_the_functions_do():
         sample = text[start : start + rng.randint(0, 50)] + rng.choice(["", " zebra", "!!"]) + TEXT[:15]
         assert index.novelty(sample) == novelty(sample, text)
         assert index.longest_copied_span(sample) == brute_longest(sample, text)
+
+
+# --- items: training list, held out, new ------------------------------------------------------------
+
+LIST = ListItems(train={"rex", "raptor", "bronto"}, held_out={"stego"}, labels=(), decided={})
+
+
+def item(text: str, label: str | None = None, complete: bool = True) -> Item:
+    return Item(text, label, None, -1.0, complete)
+
+
+def test_items_sort_into_training_held_out_and_new_with_shares_adding_up_to_one():
+    draw = [item("rex"), item("rex"), item("stego"), item("rexx"), item("stegosaurus", complete=False)]
+    figures = item_novelty(LIST, ItemDraw(draw, drawn=5, new=2))
+    assert figures == {"items": 5, "counts": {"train": 2, "held_out": 1, "new": 2},
+                       "shares": {"train": 0.4, "held_out": 0.2, "new": 0.4}, "cut": 1}
+    assert sum(figures["shares"].values()) == pytest.approx(1.0)
+    assert item_novelty(LIST, draw) == figures  # a list of items as well as a draw
+    assert list(figures["counts"]) == list(ITEM_GROUPS)  # makemore's order
+
+
+def test_no_items_have_no_shares():
+    figures = item_novelty(LIST, [])
+    assert figures["counts"] == {"train": 0, "held_out": 0, "new": 0}
+    assert set(figures["shares"].values()) == {None}
+
+
+def test_a_label_is_kept_where_the_list_gives_the_item_one_label():
+    labelled = ListItems(train={"rex", "raptor", "bronto"}, held_out={"stego"}, labels=("big", "small"),
+                         decided={"rex": "big", "bronto": "big", "stego": "small"})  # raptor has both
+    draw = [item("rex", "big"), item("stego", "big"), item("raptor", "big"), item("new", "big"),
+            item("stego", "small"), item("bronto", "small")]
+    figures = item_novelty(labelled, draw)
+    # Decided: rex, stego, stego, bronto; kept: rex (big) and stego (small).
+    assert (figures["decided"], figures["label_match"], figures["label_match_share"]) == (4, 2, 0.5)
+    big, small = figures["labels"]["big"], figures["labels"]["small"]
+    assert big["counts"] == {"train": 2, "held_out": 1, "new": 1}
+    assert (big["decided"], big["label_match"]) == (2, 1)
+    assert small["shares"] == {"train": 0.5, "held_out": 0.5, "new": 0.0}
+    assert (small["decided"], small["label_match_share"]) == (2, 0.5)
+    assert item_novelty(labelled, [item("raptor", "big")])["label_match_share"] is None  # undecided

@@ -90,6 +90,14 @@ def test_report_has_four_temperatures_with_novelty(stream_run: Path):
     assert page.count("Longest copy, ") == 4
 
 
+def test_a_running_text_keeps_its_sections_and_shows_no_items(stream_run: Path):
+    page = build_report(stream_run, stream_run / "text.html", length=60).read_text(encoding="utf-8")
+    for section in ("<h2>Results</h2>", "<h2>Loss</h2>", "<h2>Samples</h2>", "10-grams copied", "real words"):
+        assert section in page
+    assert "training text</th><td>" in page and "characters (train split)" in page
+    assert "held-out items" not in page and "<ul class='items'>" not in page and "label kept" not in page
+
+
 def test_a_short_sample_shows_n_a(stream_run: Path):
     page = build_report(stream_run, stream_run / "short.html", length=5).read_text(encoding="utf-8")
     assert "<td class='num'>n/a</td>" in page  # 5 characters hold no 10-gram

@@ -20,18 +20,31 @@ than strings: a few MB of text has millions of distinct 20-grams, which as a Pyt
 strings would take hundreds of MB and seconds to build. A false match needs both hashes to
 collide, odds of about (distinct n-grams) / 2**62 per query, negligible against the figures
 shown. The longest span is exact: every candidate is confirmed by a substring search in the text.
+
+Items (a model of a list of things, makemore's measure): a generated item, compared whole and
+exactly with the run's list, is **in the training list** (an item of the train split), **held
+out** (an item of the list that only the val or test split holds: real, never seen in training)
+or **new**. Where the list gives an item exactly one label, that label *decides* it: an item
+generated for label L and decided by L **matches** its label.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from charlstm.errors import ConfigError
+from charlstm.data.prepared import open_prepared
+from charlstm.errors import ConfigError, CorpusError
+from charlstm.framing.items import item_bounds
+from charlstm.generation.items import Item, ItemDraw, items_info
+from charlstm.runs.folder import data_dir
+from charlstm.runs.loading import LoadedModel
 
 DEFAULT_NS = (10, 20)  # the report's n-gram lengths: 10 ~ two words, 20 ~ a short phrase
 # Short n-grams indexed only to rule out span candidates: without them a sample whose longest
@@ -167,3 +180,80 @@ class NoveltyIndex:
             "word_overlap": self.word_overlap(sample),
         }
 
+
+
+ITEM_GROUPS = ("train", "held_out", "new")  # item_novelty's keys, in the order makemore prints them
+
+
+@dataclass(frozen=True)
+class ListItems:
+    """A records run's list, read once, to sort many generated items against."""
+
+    train: set[str]  # the train split's items
+    held_out: set[str]  # items of the val and test splits that the train split lacks
+    labels: tuple[str, ...]  # the model's labels; () for a list without
+    decided: dict[str, str]  # item -> its label, for the items the list gives exactly one
+
+    def group(self, text: str) -> str:
+        return "train" if text in self.train else "held_out" if text in self.held_out else "new"
+
+
+def list_items(loaded: LoadedModel) -> ListItems:
+    """The run's list from its data folder: every split, each item with the label it was given."""
+    info = items_info(loaded)
+    run_dir = loaded.run_dir
+    if run_dir is None:
+        raise CorpusError(f"{loaded.path}: the item measures need the run's list; this checkpoint is "
+                          "not in its run folder")
+    data = open_prepared(data_dir(run_dir))
+    found: dict[str, list[tuple[str, str | None]]] = {}
+    for split in ("train", "val", "test"):
+        ids = np.asarray(data.split(split))
+        if len(ids) == 0:
+            found[split] = []
+            continue
+        text = loaded.vocab.decode(ids)  # one character per id: string index == id index
+        starts, ends = item_bounds(ids)
+        found[split] = [(text[s + 1 : e], info.label_of(text[s]))
+                        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    train = {item for item, _ in found["train"]}
+    labels_of: dict[str, set[str | None]] = {}
+    for item, label in (pair for pairs in found.values() for pair in pairs):
+        labels_of.setdefault(item, set()).add(label)
+    decided = {item: next(iter(labels)) for item, labels in labels_of.items()
+               if len(labels) == 1 and None not in labels}
+    return ListItems(train, set(labels_of) - train, tuple(info.labels), decided)
+
+
+def item_novelty(known: ListItems | LoadedModel, draws: ItemDraw | Sequence[Item]) -> dict[str, Any]:
+    """How many generated items are training items, held-out items or new, and their shares.
+
+    ``known``: the run's list, or a model whose list to read (``list_items``; to score many
+    draws, read it once). Figures: ``items``, ``counts`` and ``shares`` keyed by ``ITEM_GROUPS``
+    (shares None when there are no items), ``cut``. A labelled list adds ``decided``,
+    ``label_match`` and ``label_match_share`` at each level, and ``labels``: label -> the same
+    figures for the items generated for it.
+    """
+    known = known if isinstance(known, ListItems) else list_items(known)
+    items = draws.items if isinstance(draws, ItemDraw) else list(draws)
+    figures = _item_figures(items, known)
+    if known.labels:
+        figures["labels"] = {label: _item_figures([i for i in items if i.label == label], known)
+                             for label in known.labels}
+    return figures
+
+
+def _item_figures(items: Sequence[Item], known: ListItems) -> dict[str, Any]:
+    counts = Counter(known.group(item.text) for item in items)
+    figures: dict[str, Any] = {
+        "items": len(items),
+        "counts": {group: counts[group] for group in ITEM_GROUPS},
+        "shares": {group: counts[group] / len(items) if items else None for group in ITEM_GROUPS},
+        "cut": sum(not item.complete for item in items),  # reached max_item_chars before an end
+    }
+    if known.labels:
+        decided = [item for item in items if item.text in known.decided]
+        match = sum(known.decided[item.text] == item.label for item in decided)
+        figures |= {"decided": len(decided), "label_match": match,
+                    "label_match_share": match / len(decided) if decided else None}
+    return figures

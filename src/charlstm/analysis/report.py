@@ -4,8 +4,9 @@
     RUN/report-loss.png    the same plot as a file, for slides and READMEs
 
 Samples are scored against the run's training split (the text the model learned from) with the
-measures in ``novelty.py``. Runs without a held-out split (the tutorial presets) plot and quote
-the epoch training loss instead, and say so.
+measures in ``novelty.py``; a model of a list shows whole items instead (``report_items.py``).
+Runs without a held-out split (the tutorial presets) plot and quote the epoch training loss
+instead, and say so.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.analysis.novelty import NoveltyIndex
+from charlstm.analysis.report_items import ITEMS_PER_TEMPERATURE, items_section, percent
 from charlstm.config.choices import InputEncoding
 from charlstm.config.sample import SampleConfig
 from charlstm.data.prepared import open_prepared
+from charlstm.data.records import END
 from charlstm.data.vocab import Vocab
 from charlstm.errors import CheckpointError, ConfigError
 from charlstm.generation.generators import generate
@@ -135,12 +138,14 @@ def draw_samples(
 
 def build_report(
     run: str | Path, out: str | Path | None = None, *, length: int = 400, prompt: str | None = None,
-    seed: int = 1, device: str = "cpu",
+    seed: int = 1, device: str = "cpu", items: int = ITEMS_PER_TEMPERATURE,
 ) -> Path:
-    """Write the HTML report (default RUN/report.html) and its PNG plot; return the HTML's path."""
+    """Write the HTML report (default RUN/report.html) and its PNG plot; return the HTML's path.
+
+    ``length``: characters per sample of a running text; ``items``: items per temperature of a list."""
     _require_matplotlib()
-    if length < 1:
-        raise ConfigError("length must be at least 1")
+    if length < 1 or items < 1:
+        raise ConfigError("length and items must be at least 1")
     loaded = load_model(Path(run), resolve_device(device))
     run_dir = loaded.run_dir
     if run_dir is None:
@@ -152,14 +157,18 @@ def build_report(
     metrics = read_metrics(run_dir)
     curves, has_val = loss_curves(metrics)
     text = training_text(run_dir, loaded.vocab)
-    samples = draw_samples(loaded, prompt, length=length, seed=seed, index=NoveltyIndex(text))
+    if loaded.meta.items is None:
+        samples = _samples_html(draw_samples(loaded, prompt, length=length, seed=seed,
+                                             index=NoveltyIndex(text)), seed)
+    else:
+        samples = items_section(loaded, count=items, seed=seed, prompt=prompt)
 
     png = None
     if any(steps for steps, _ in curves.values()):
         png = plot_png(curves, "training and validation loss" if has_val else
                        "training loss: this run holds no text out")
     facts = run_facts(loaded, run_dir, text, metrics)
-    page = render(run_dir.name, facts, headline(metrics, has_val), has_val, png, samples, seed)
+    page = render(run_dir.name, facts, headline(metrics, has_val), has_val, png, samples)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if png is not None:
@@ -184,24 +193,23 @@ def run_facts(
     epochs = f" in {metrics[-1]['epoch']} epoch(s)" if metrics and "epoch" in metrics[-1] else ""
     input_part = (f"embedding {model.embedding_size}" if model.input_encoding == InputEncoding.EMBEDDING
                   else f"{model.input_encoding} input")
-    sources = record.sources
+    sources, info = record.sources, loaded.meta.items
     shown = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+    data = (("training text", f"{len(text):,} characters (train split) from {shown or '?'}") if info is None
+            else ("training list", f"{text.count(END):,} items (train split) from {shown or '?'}"
+                  + (f"; labels {', '.join(info.labels)}" if info.labels else "")))
     return [
         ("preset", record.preset or "?"),
         ("model", f"{model.cell.upper()} {model.num_layers} x {model.hidden_size}, {input_part}, "
                   f"dropout {model.dropout}"),
         ("parameters", f"{loaded.model.num_parameters():,}"),
         ("vocabulary", f"{len(loaded.vocab)} characters"),
-        ("training text", f"{len(text):,} characters (train split) from {shown or '?'}"),
+        data,
         ("framing", f"{train.framing}, seq_len {train.seq_len}, batch {train.batch_size}"),
         ("optimizer", f"{train.optimizer}, lr {train.lr:g} ({train.lr_schedule})"),
         ("steps", f"{steps:,}{epochs}" if isinstance(steps, int) else "?"),
         ("sampled from", loaded.path.name),
     ]
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 _STYLE = """
@@ -217,14 +225,16 @@ pre { white-space: pre-wrap; word-wrap: break-word; background: #f6f6f4; padding
 .prompt { color: #777; }
 mark { background: #ffe38a; }
 .note { color: #555; font-size: 0.92rem; }
+ul.items { columns: 12rem; margin-top: 0; }
+ul.items li { white-space: pre-wrap; }
 """
 
 
 def render(
     name: str, facts: list[tuple[str, str]], best: dict[str, Any] | None, has_val: bool, png: bytes | None,
-    samples: list[Sample], seed: int,
+    samples_html: str,
 ) -> str:
-    """The HTML page; every piece of text passes through html.escape."""
+    """The HTML page; every piece of text passes through html.escape (``samples_html`` already did)."""
     e = html.escape
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
              f"<title>charlstm report: {e(name)}</title><style>{_STYLE}</style></head><body>",
@@ -250,7 +260,7 @@ def render(
     else:
         encoded = base64.b64encode(png).decode("ascii")
         parts.append(f"<img alt='loss curves' src='data:image/png;base64,{encoded}'>")
-    parts.append(_samples_html(samples, seed))
+    parts.append(samples_html)
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -258,10 +268,10 @@ def render(
 def _samples_html(samples: list[Sample], seed: int) -> str:
     e = html.escape
     rows = "".join(
-        f"<tr><td class='num'>{s.temperature:.1f}</td><td class='num'>{_percent(s.novelty['ngram_10'])}</td>"
-        f"<td class='num'>{_percent(s.novelty['ngram_20'])}</td>"
+        f"<tr><td class='num'>{s.temperature:.1f}</td><td class='num'>{percent(s.novelty['ngram_10'])}</td>"
+        f"<td class='num'>{percent(s.novelty['ngram_20'])}</td>"
         f"<td class='num'>{s.novelty['longest_copied_length']}</td>"
-        f"<td class='num'>{_percent(s.novelty['word_overlap'])}</td></tr>"
+        f"<td class='num'>{percent(s.novelty['word_overlap'])}</td></tr>"
         for s in samples)
     parts = [
         "<h2>Samples</h2>",
