@@ -53,11 +53,13 @@ def report(
     ] = None,
     seed: Annotated[int, typer.Option(help="One seed for every temperature's sample.")] = 1,
     device: Annotated[str, typer.Option()] = "cpu",
+    items: Annotated[int, typer.Option(
+        min=1, max=10_000, help="A list run: items drawn at each temperature.")] = 50,
 ) -> None:
     """An HTML report: loss curves, best figures, samples and how much they copy (needs matplotlib)."""
     from charlstm.analysis.report import build_report
 
-    path = build_report(run, out, length=length, prompt=prompt or None, seed=seed, device=device)
+    path = build_report(run, out, length=length, prompt=prompt or None, seed=seed, device=device, items=items)
     typer.echo(f"wrote {path}", err=True)
 
 
