@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from _runs import train_stream_run, write_text
+from _runs import TINY_MODEL, train_stream_run, write_text
 
-_RUNS: dict[int, Path] = {}  # one run per test session (its tmp_path_factory), shared by the serve tests
+_RUNS: dict[object, Path] = {}  # one run per test session (its tmp_path_factory), shared by the serve tests
+NAMES = [f"{a}{b}{c}saurus" for a in "bcdfgk" for b in "aeiou" for c in "lmnr"]  # 120 made-up names
 
 
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -24,6 +25,27 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if key not in _RUNS:
         root = tmp_path_factory.mktemp("serve-run")
         _RUNS[key] = train_stream_run(root / "tiny", write_text(root / "text.txt"))
+    return _RUNS[key]
+
+
+def tiny_items_run(tmp_path_factory: pytest.TempPathFactory, *, labelled: bool = False) -> Path:
+    """A records run: NAMES one a line, or as csv labelled "big" (b, c, d...) or "small"; made once."""
+    from charlstm.training import session as api
+
+    key = (id(tmp_path_factory), labelled)
+    if key not in _RUNS:
+        root = tmp_path_factory.mktemp("serve-items")
+        settings = {**TINY_MODEL, "batch_size": 8, "max_steps": 80 if labelled else 40, "eval_every": 20,
+                    "lr": 1e-2}
+        if labelled:
+            rows = [f"{name},{'big' if name[0] in 'bcd' else 'small'}" for name in NAMES]
+            (root / "names.csv").write_text("name,size\n" + "\n".join(rows) + "\n", encoding="utf-8")
+            api.train([root / "names.csv"], out_dir=root / "run", records="csv", text_column="name",
+                      label_column="size", **settings)
+        else:
+            (root / "names.txt").write_text("\n".join(sorted(NAMES)) + "\n", encoding="utf-8")
+            api.train([root / "names.txt"], out_dir=root / "run", records="lines", **settings)
+        _RUNS[key] = root / "run"
     return _RUNS[key]
 
 

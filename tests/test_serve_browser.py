@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from _serving import SlowSteps, running_server, tiny_run, wait_until
+from _serving import SlowSteps, running_server, tiny_items_run, tiny_run, wait_until
 from charlstm.serve.app import ServeLimits, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,7 +42,8 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    app = create_app({"tiny": tiny_run(tmp_path_factory)}, ServeLimits(max_length=600))
+    models = {"tiny": tiny_run(tmp_path_factory), "sizes": tiny_items_run(tmp_path_factory, labelled=True)}
+    app = create_app(models, ServeLimits(max_length=600))
     with running_server(app) as url:
         yield url
 
@@ -134,3 +135,53 @@ def test_unknown_prompt_characters_are_shown_as_an_error(browser, server):
     assert error.startswith("prompt:") and "'✓'" in error
     assert text_of(browser, "output-text") == ""
 
+
+
+def items_shown(driver) -> list[tuple[str, list[str]]]:
+    """The New items list: each item's text and its tags (new / in the list, cut, label)."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('#items li')].map(li => [li.querySelector('.item-text')"
+        ".textContent, [...li.querySelectorAll('.tag')].map(t => t.textContent)]);")
+    return [(text, tags) for text, tags in rows]
+
+
+def test_new_items_mode_lists_items_of_a_label_marked_new_or_in_the_list(browser, server):
+    wait = open_page(browser, server)
+    assert not browser.find_element(By.ID, "items-settings").is_displayed()  # a model of running text
+    set_value(browser, "model", "sizes")
+    wait.until(lambda d: d.find_element(By.ID, "items-settings").is_displayed())
+    assert not browser.find_element(By.ID, "output").is_displayed()
+    assert text_of(browser, "controls-heading") == "Generate new items"
+    options = [o.get_property("value") for o in browser.find_elements(By.CSS_SELECTOR, "#item-label option")]
+    assert options == ["", "big", "small"]
+    known = text_of(browser, "fact-chars").split(" ")  # the item symbols shown, not as raw control characters
+    assert {"␂", "␃", "<big>", "<small>"} <= set(known) and not {"\x02", "\x03"} & set(known)
+
+    set_value(browser, "item-count", 4)
+    set_value(browser, "seed", 3)
+    set_value(browser, "item-label", "small")
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda d: "items in" in text_of(d, "status"))
+    body = {"model": "sizes", "prompt": "", "length": 300, "temperature": 0.8, "seed": 3, "items": 4,
+            "label": "small"}
+    expected = api(server, "/v1/generate", body)["items"]
+    marks = {True: "new", False: "in the list"}
+    tags = [[marks[i["novel"]], *([] if i["complete"] else ["cut"]), "small"] for i in expected]
+    assert items_shown(browser) == [(i["text"], t) for i, t in zip(expected, tags, strict=True)]
+
+    browser.find_element(By.ID, "new-only").click()
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda d: "items in" in text_of(d, "status") and "drawn are new" in text_of(d, "status"))
+    expected = api(server, "/v1/generate", {**body, "new_only": True})
+    assert [text for text, _ in items_shown(browser)] == [i["text"] for i in expected["items"]]
+    assert all(tags[0] == "new" for _, tags in items_shown(browser))
+    assert f"{expected['new']} of {expected['drawn']} drawn are new" in text_of(browser, "status")
+
+    browser.set_window_size(390, 844)  # a phone: the settings stack, nothing runs off the side
+    try:
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        browser.set_window_size(1100, 1000)
+    browser.find_element(By.ID, "new-only").click()
+    set_value(browser, "model", "tiny")
+    wait.until(lambda d: not d.find_element(By.ID, "items-settings").is_displayed())

@@ -18,7 +18,8 @@ import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.data.cleaning import clean_prompt
-from charlstm.data.items import END_ID, ItemsInfo
+from charlstm.data.items import END_ID, START_ID, ItemsInfo
+from charlstm.data.records import LABEL_BASE
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.items import item_bounds, pad_items
 from charlstm.generation.generators import continue_ids
@@ -97,7 +98,7 @@ def generate_items(
     drawn = new = 0
     while len(found) < n and drawn < (NEW_ONLY_DRAWS * n if new_only else n):
         want = min(ROWS, n - len(found) if not new_only else max(16, n - len(found)))
-        batch = _draw(loaded, info, want, config, prefix, _labels_for(info, labels, drawn, want, rng),
+        batch = _draw(loaded, info, want, config, prefix, labels_for(info, labels, drawn, want, rng),
                       max_item_chars, sample_seed(seed, drawn), known)
         drawn += len(batch)
         new += sum(bool(item.novel) for item in batch)
@@ -105,8 +106,10 @@ def generate_items(
     return ItemDraw(found[:n], drawn, None if known is None else new)
 
 
-def _labels_for(info: ItemsInfo, labels: Sequence[str], drawn: int, count: int,
-                rng: np.random.Generator) -> list[str | None]:
+def labels_for(info: ItemsInfo, labels: Sequence[str], drawn: int, count: int,
+               rng: np.random.Generator) -> list[str | None]:
+    """The labels of the next ``count`` items: ``labels`` in turn (from item ``drawn`` on), else drawn
+    as often as each occurs in training; None for a model without labels."""
     if labels:
         return [labels[(drawn + k) % len(labels)] for k in range(count)]
     if not info.labels:
@@ -126,7 +129,8 @@ def _draw(loaded: LoadedModel, info: ItemsInfo, count: int, config: SampleConfig
         ids = torch.from_numpy(loaded.vocab.encode(start, config.unknown, config.replacement))
         settings = replace(config, length=max_item_chars - len(prefix), num_samples=rows, seed=None)
         generators = sample_generators(sample_seed(seed, group), rows, loaded.model.head.weight.device)
-        tails = _until_end(continue_ids(loaded.model, loaded.framing, ids, settings, generators), rows)
+        steps = continue_ids(loaded.model, loaded.framing, ids, settings, generators)
+        tails = _until_end(steps, rows, hidden=_symbol_ids(loaded))
         for tail, complete in tails:
             text = prefix + loaded.vocab.decode(tail)
             novel = None if known is None else text not in known
@@ -135,8 +139,17 @@ def _draw(loaded: LoadedModel, info: ItemsInfo, count: int, config: SampleConfig
     return [replace(item, logprob=score) for item, score in zip(items, scores, strict=True)]
 
 
-def _until_end(steps, rows: int) -> list[tuple[list[int], bool]]:
-    """Each row's ids up to its end symbol (excluded) and whether it got there."""
+def _symbol_ids(loaded: LoadedModel) -> set[int]:
+    """Ids of the start and label symbols: never part of an item's text."""
+    return {START_ID} | {i for i, c in enumerate(loaded.vocab.chars) if ord(c) >= LABEL_BASE}
+
+
+def _until_end(steps, rows: int, hidden: set[int]) -> list[tuple[list[int], bool]]:
+    """Each row's ids up to its end symbol (excluded) and whether it got there.
+
+    A start or label symbol drawn inside an item (a model never trained on them as targets
+    gives them little but not no weight) is left out of its text, as the service leaves it out.
+    """
     tails: list[list[int]] = [[] for _ in range(rows)]
     ended = [False] * rows
     for step in steps:
@@ -145,7 +158,7 @@ def _until_end(steps, rows: int) -> list[tuple[list[int], bool]]:
                 continue
             if next_id == END_ID:
                 ended[row] = True
-            else:
+            elif next_id not in hidden:
                 tails[row].append(next_id)
         if all(ended):
             break  # closing the generator puts the model and threads back as they were

@@ -5,6 +5,7 @@
     GET  /v1/models            the models: OpenAI's list ({object, data}) plus names, default, limits
     GET  /v1/model?model=NAME  one model's facts: config, vocabulary, parameters, best bits/char
     POST /v1/generate          whole samples, with the seed used, finish reasons and timing
+                               (a records model: whole items, with label and novelty; items_api.py)
     POST /v1/generate/stream   Server-Sent Events: start, text (new characters), done or error
     POST /v1/completions       OpenAI's completions API (see openai_api.py)
     GET  /openapi.json         the API's schema (no /docs page: it would load its scripts from a CDN)
@@ -38,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError
 from charlstm.generation.threads import server_threads
 from charlstm.model.runtime import resolve_device
@@ -53,7 +55,7 @@ from charlstm.serve.schemas import (
     stop_list,
 )
 from charlstm.serve.transport import HeadAsGet, listen
-from charlstm.serve.worker import Service
+from charlstm.serve.worker import ServedModel, Service
 
 try:
     import uvicorn
@@ -63,8 +65,9 @@ try:
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from charlstm.serve import openai_api
-    from charlstm.serve.events import EventStream, first_event, merged_events, sse
+    from charlstm.serve import items_api, openai_api
+    from charlstm.serve.events import EventStream, collect, first_event, merged_events, sse
+    from charlstm.serve.items import is_records
 except ModuleNotFoundError as exc:  # the optional extra is missing: say how to get it
     raise ConfigError(
         f"serving needs the optional 'serve' extra ({exc.name} is not installed): "
@@ -105,29 +108,6 @@ def model_paths(run: Path | None, specs: list[str]) -> dict[str, Path]:
     if not models:
         raise ConfigError("give a run folder or checkpoint to serve, or --model NAME=PATH")
     return models
-
-
-async def collect(request: Request, job: Job) -> tuple[dict[str, Any], list[str], dict[str, Any]] | None:
-    """A whole generation: its start event, each sample's text and its done event; None if the client went.
-
-    An error event is raised as the ApiError it holds.
-    """
-    start: dict[str, Any] = {}
-    texts = [""] * job.config.num_samples
-    try:
-        async for batch in merged_events(request, [job]):
-            for _, kind, payload in batch:
-                if kind == "error":
-                    raise payload
-                if kind == "start":
-                    start = payload
-                elif kind == "text":
-                    texts = [t + d for t, d in zip(texts, payload["delta"], strict=True)]
-                elif kind == "done":
-                    return start, texts, payload
-        return None
-    finally:
-        request.app.state.service.forget(job)
 
 
 def _field_of(error: dict[str, Any]) -> str:
@@ -236,15 +216,20 @@ def _add_model_routes(app: FastAPI, service: Service, limits: ServeLimits) -> No
 
 
 def _add_generate_routes(app: FastAPI, service: Service, GenerateRequest: type) -> None:
-    """POST /v1/generate (whole samples) and /v1/generate/stream (Server-Sent Events)."""
+    """POST /v1/generate (whole samples) and /v1/generate/stream (Server-Sent Events).
 
-    def start(body: Any) -> Job:
-        served, config = service.prepare(body)
+    A records model's requests generate whole items (items_api.py).
+    """
+
+    def start(served: ServedModel, config: SampleConfig, body: Any) -> Job:
         return service.start(served, body.prompt, config, stop_list(body.stop), asyncio.get_running_loop())
 
     @app.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)
     async def generate_whole(body: GenerateRequest, request: Request) -> Any:
-        job = start(body)
+        served, config = service.prepare(body)
+        if is_records(served):
+            return await items_api.whole(service, served, body, config, request)
+        job = start(served, config, body)
         whole = await collect(request, job)
         if whole is None:  # the client went: nobody reads a reply
             return JSONResponse({"error": "the client went away", "field": None}, status_code=499)
@@ -260,10 +245,15 @@ def _add_generate_routes(app: FastAPI, service: Service, GenerateRequest: type) 
         200: {"content": {"text/event-stream": {}},
               "description": "Events: start {model, prompt, seed, length, num_samples}; text {delta: [one "
                              "string per sample]}; done {characters, elapsed_s, first_char_s, stopped, "
-                             "finish_reasons}; error {error, field}."},
+                             "finish_reasons}; error {error, field}. A records model's items add item "
+                             "{index, text, label, novel, complete, finish_reason} events, and items, "
+                             "drawn and new to done (no text events with new_only)."},
         **ERRORS})
     async def generate_stream(body: GenerateRequest, request: Request) -> StreamingResponse:
-        job = start(body)
+        served, config = service.prepare(body)
+        if is_records(served):
+            return items_api.stream(service, served, body, config, request)
+        job = start(served, config, body)
         first = await first_event(job, service)
 
         async def body_events() -> AsyncIterator[str]:

@@ -60,6 +60,29 @@ async def merged_events(request: Request, jobs: list[Job]) -> AsyncIterator[list
                 return
 
 
+async def collect(request: Request, job: Job) -> tuple[dict[str, Any], list[str], dict[str, Any]] | None:
+    """A whole generation: its start event, each sample's text and its done event; None if the client went.
+
+    An error event is raised as the ApiError it holds.
+    """
+    start: dict[str, Any] = {}
+    texts = [""] * job.config.num_samples
+    try:
+        async for batch in merged_events(request, [job]):
+            for _, kind, payload in batch:
+                if kind == "error":
+                    raise payload
+                if kind == "start":
+                    start = payload
+                elif kind == "text":
+                    texts = [t + d for t, d in zip(texts, payload["delta"], strict=True)]
+                elif kind == "done":
+                    return start, texts, payload
+        return None
+    finally:
+        request.app.state.service.forget(job)
+
+
 async def _any_ready(jobs: list[Job]) -> None:
     """Until one of ``jobs`` has an event waiting, or DISCONNECT_POLL_S has passed."""
     if len(jobs) == 1:  # the common case, without a task per wait

@@ -11,6 +11,10 @@ per-request path) and hands its events to the loop through ``Job.emit``:
 
 ``Job.stop`` is set by whoever no longer wants the text (the client went, the server stops);
 the generator checks it between steps. Nothing here knows HTTP beyond ``ApiError``.
+
+A job of a records model's items (``Job.items``) is a group of items that share a start (their
+label's symbol and the prefix): a sample ends at the item's end symbol, exactly as at a stop
+sequence (its reason "end"), and no item symbol is ever shown (``ItemEnds``).
 """
 
 # No ``from __future__ import annotations``: see schemas.py.
@@ -24,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from charlstm.config.sample import SampleConfig
+from charlstm.data.records import END, RESERVED
+from charlstm.generation.stops import SampleStops
 
 FLUSH_INTERVAL_S = 0.04  # at most 25 text events a second per generation: smooth to watch, cheap to serve
 
@@ -50,6 +56,7 @@ class Job:
     ids: np.ndarray  # (P,) the prompt's ids
     config: SampleConfig  # its seed is set
     stops: tuple[str, ...] = ()
+    items: bool = False  # each sample is an item of a records model: see ItemEnds
     stop: threading.Event = field(default_factory=threading.Event)
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set by each put: something to read
@@ -71,10 +78,35 @@ class Job:
         self.queue.put_nowait(item)
         self.ready.set()
 
+    def sample_stops(self) -> SampleStops:
+        """Its samples' watch for their stop sequences (and, for items, their ends)."""
+        if self.items:
+            return ItemEnds(self.stops, self.config.num_samples)
+        return SampleStops(self.stops, self.config.num_samples)
+
     def emit_start(self) -> None:
         c = self.config
         self.emit("start", {"model": self.model, "prompt": self.prompt, "seed": c.seed, "length": c.length,
                             "num_samples": c.num_samples})
+
+
+class ItemEnds(SampleStops):
+    """Items' ends: a sample ends at the end symbol (reason "end"), which is never shown.
+
+    The start and label symbols are never a training target, so a sample draws one only by the
+    chance a high temperature gives it; it is not shown either (the model still reads it).
+    """
+
+    def feed(self, sample: int, ch: str) -> str:
+        if self.reasons[sample] is None and RESERVED.fullmatch(ch):
+            if ch != END:
+                return ""
+            self.reasons[sample] = "end"
+            return self.matchers[sample].flush()  # a stop sequence begun, but not finished, is text
+        return super().feed(sample, ch)
+
+    def stopped(self, sample: int) -> bool:
+        return self.reasons[sample] in ("stop", "end")
 
 
 class Outbox:

@@ -13,6 +13,10 @@ honour (logprobs, penalties, best_of > n, logit_bias, suffix) are accepted at th
 values and refused otherwise. Errors come in OpenAI's shape, ``{"error": {message, type,
 param, code}}``, with 400 for a bad field (where the native API says 422), 404, and 503 with
 Retry-After when the slots are busy.
+
+A records model's choices are whole items (items.py): the prompt begins each, and a choice
+ends at its item's end, ``finish_reason`` "stop", or after max_tokens characters, "length";
+no start, end or label symbol is in any text.
 """
 
 # No ``from __future__ import annotations``: see schemas.py.
@@ -31,9 +35,10 @@ from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError
 from charlstm.generation.sampling import sample_seed
 from charlstm.serve.events import EventStream, merged_events, sse
+from charlstm.serve.items import ItemsRun, is_records, items_ask
 from charlstm.serve.jobs import ApiError, Job
 from charlstm.serve.schemas import Char, ServeLimits, Stops, Text, one_error, stop_list
-from charlstm.serve.worker import Service
+from charlstm.serve.worker import ServedModel, Service
 
 PATH = "/v1/completions"
 ERROR_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 503: "server_overloaded"}
@@ -156,12 +161,30 @@ def _config(body: Any, prompt_index: int, seed: int) -> SampleConfig:
         raise ApiError(422, str(exc)) from None
 
 
-def start_jobs(service: Service, body: Any) -> list[Job]:
-    """One generation per prompt, all started or none (their slots given back)."""
+Events = AsyncIterator[list[tuple[int, str, Any]]]
+
+
+def start(service: Service, body: Any, request: Request) -> tuple[list[str], list[Job], Events]:
+    """Each prompt's generation started (all or none): the prompts as read, the jobs, their events.
+
+    A records model's choices are whole items: prompt p's n items are drawn as items.py draws them.
+    """
     served = service.model(body.model)
     service.check_replacement(served, body.unknown, body.replacement)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    if is_records(served):
+        stops = stop_list(body.stop)
+        asks = [items_ask(service, served, prompt, _config(body, p, seed), count=body.n, stops=stops)
+                for p, prompt in enumerate(prompts)]
+        run = ItemsRun(service, served, asks)
+        return [draws.ask.prefix for draws in run.draws], run.jobs, run.events(request)
+    jobs = start_jobs(service, served, body, prompts, seed)
+    return [job.prompt for job in jobs], jobs, merged_events(request, jobs)
+
+
+def start_jobs(service: Service, served: ServedModel, body: Any, prompts: list[str], seed: int) -> list[Job]:
+    """One generation per prompt, all started or none (their slots given back)."""
     jobs: list[Job] = []
     loop = asyncio.get_running_loop()
     try:
@@ -187,19 +210,19 @@ def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
     @app.post(PATH, response_model=None, responses={
         200: {"description": "A completion, or with stream: SSE chunks of one, then data: [DONE]."}})
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        jobs = start_jobs(service, body)
+        prompts, jobs, events = start(service, body, request)
         n = body.n
         head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
                 "created": int(time.time()), "model": jobs[0].model}
-        prompt_chars = sum(len(job.prompt) for job in jobs)
+        prompt_chars = sum(map(len, prompts))
         if body.stream:
-            return EventStream(_chunks(request, jobs, body, head, prompt_chars), jobs, service)
+            return EventStream(_chunks(events, prompts, body, head, prompt_chars), jobs, service)
         try:
-            texts = [[""] * n for _ in jobs]
-            reasons: list[list[str]] = [[] for _ in jobs]
+            texts = [[""] * n for _ in prompts]
+            reasons: list[list[str]] = [[] for _ in prompts]
             characters = 0
             ended = 0
-            async for batch in merged_events(request, jobs):
+            async for batch in events:
                 for k, kind, payload in batch:
                     if kind == "error":
                         raise payload
@@ -208,13 +231,13 @@ def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
                     elif kind == "done":
                         reasons[k], ended = payload["finish_reasons"], ended + 1
                         characters += payload["characters"]
-            if ended < len(jobs):  # the client went: nobody reads a reply
+            if ended < len(prompts):  # the client went: nobody reads a reply
                 return JSONResponse({"error": {"message": "the client went away"}}, status_code=499)
         finally:
             for job in jobs:
                 service.forget(job)
-        choices = [_choice((job.prompt if body.echo else "") + texts[k][j], k * n + j, reasons[k][j])
-                   for k, job in enumerate(jobs) for j in range(n)]
+        choices = [_choice((prompt if body.echo else "") + texts[k][j], k * n + j, reasons[k][j])
+                   for k, prompt in enumerate(prompts) for j in range(n)]
         return {**head, "choices": choices, "usage": _usage(prompt_chars, characters)}
 
 
@@ -223,7 +246,7 @@ def _usage(prompt_chars: int, characters: int) -> dict[str, int]:
             "total_tokens": prompt_chars + characters}
 
 
-async def _chunks(request: Request, jobs: list[Job], body: Any, head: dict[str, Any],
+async def _chunks(events: Events, prompts: list[str], body: Any, head: dict[str, Any],
                   prompt_chars: int) -> AsyncIterator[str]:
     """The streamed completion: a chunk per text event and choice, one with each finish reason, [DONE]."""
     n, characters = body.n, 0
@@ -232,8 +255,8 @@ async def _chunks(request: Request, jobs: list[Job], body: Any, head: dict[str, 
         return sse(None, {**head, "choices": choices, **extra})
 
     if body.echo:
-        yield chunk([_choice(job.prompt, k * n + j) for k, job in enumerate(jobs) for j in range(n)])
-    async for batch in merged_events(request, jobs):
+        yield chunk([_choice(prompt, k * n + j) for k, prompt in enumerate(prompts) for j in range(n)])
+    async for batch in events:
         out = []
         for k, kind, payload in batch:
             if kind == "error":  # after the response began: the error as the last chunk

@@ -165,7 +165,7 @@ class Scheduler:
     def _join(self, job: Job, logits: torch.Tensor, state: tuple[torch.Tensor, ...]) -> None:
         """``job``'s samples take rows, each from the prompt's logits (V,) and state (each (L, H))."""
         config = job.config
-        request = _Request(TextOut(job), SampleStops(job.stops, config.num_samples), config.num_samples)
+        request = _Request(TextOut(job), job.sample_stops(), config.num_samples)
         self._requests.add(request)
         job.emit_start()
         generators = sample_generators(config.seed, config.num_samples, self.device)

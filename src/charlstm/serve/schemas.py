@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from charlstm.config.ranges import Range, check_ranges
+from charlstm.generation.items import NEW_ONLY_DRAWS
 from charlstm.generation.stops import MAX_STOP_CHARS, MAX_STOPS
 
 
@@ -58,6 +59,9 @@ Char = Annotated[str, Field(min_length=1, max_length=1), BeforeValidator(unicode
 Stop = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS), BeforeValidator(unicode_text)]
 Stops = Annotated[Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None, one_error(
     f"a string or a list of at most {MAX_STOPS} strings, each of 1 to {MAX_STOP_CHARS} characters")]
+
+
+MAX_LABEL_CHARS = 200  # a label is one of the model's, which the preparation keeps short
 
 
 def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -111,10 +115,15 @@ class GenerateRequestBase(BaseModel):
     replacement: Char | None = Field(None, description="The character unknown='replace' uses.")
     stop: Stops = Field(None, description=f"Up to {MAX_STOPS} strings; a sample ends when its text ends "
                                           "with one, which is left out of the text.")
+    new_only: bool = Field(False, description="A records model: only items not in the training list "
+                                              f"(drawing at most {NEW_ONLY_DRAWS} x items).")
 
 
 def request_model(limits: ServeLimits) -> type[GenerateRequestBase]:
     """The request body of both generate endpoints, bounded by ``limits``."""
+    Label = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_CHARS), BeforeValidator(unicode_text)]
+    Labels = Annotated[Label | Annotated[list[Label], Field(min_length=1, max_length=limits.max_num_samples)]
+                       | None, one_error(f"a label or a list of 1 to {limits.max_num_samples} labels")]
 
     class GenerateRequest(GenerateRequestBase):
         prompt: Text = Field("", max_length=limits.max_prompt_chars,
@@ -123,19 +132,34 @@ def request_model(limits: ServeLimits) -> type[GenerateRequestBase]:
                             description="New characters per sample.")
         num_samples: int = Field(1, ge=1, le=limits.max_num_samples,
                                  description="Samples generated together, as one batch.")
-
+        items: int | None = Field(None, ge=1, le=limits.max_num_samples,
+                                  description="A records model: this many whole items (default: "
+                                              "num_samples); the prompt begins each, length bounds the rest.")
+        label: Labels = Field(None, description="A records model with labels: the items' label, or a list "
+                                                "taken in turn (default: drawn as often as in training).")
     return GenerateRequest
+
+
+class ItemOut(BaseModel):
+    text: str = Field(description="The whole item, prompt included (never a start, end or label symbol).")
+    label: str | None
+    novel: bool | None = Field(description="Not in the training list (null: the list is not at hand).")
+    complete: bool = Field(description="It reached its end (false: cut at length, a stop or a cancel).")
 
 
 class GenerateResponse(BaseModel):
     model: str
     prompt: str = Field(description="The prompt as the model read it: cleaned, unknown characters handled.")
-    texts: list[str] = Field(description="The new text of each sample, prompt excluded.")
+    texts: list[str] = Field(description="The new text of each sample (item), prompt excluded.")
     seed: int
-    finish_reasons: list[str] = Field(description="Per sample: length, stop (a stop sequence) or cancelled.")
-    characters: int = Field(description="New characters, all samples together.")
+    finish_reasons: list[str] = Field(description="Per sample: length, stop (a stop sequence, or an item's "
+                                                  "end) or cancelled.")
+    characters: int = Field(description="New characters, all samples together (items: all drawn).")
     elapsed_s: float
     chars_per_s: float
+    items: list[ItemOut] | None = Field(None, description="A records model: the items, in the texts' order.")
+    drawn: int | None = Field(None, description="A records model: items drawn in all (new_only draws more).")
+    new: int | None = Field(None, description="Of the drawn, how many are not in the training list.")
 
 
 class ErrorResponse(BaseModel):
@@ -152,6 +176,13 @@ class BitsPerChar(BaseModel):
     value: float
 
 
+class ItemsFacts(BaseModel):
+    format: str = Field(description="How its list was read: lines, paragraphs, csv, tsv or jsonl.")
+    labels: list[str]
+    label_counts: list[int] = Field(description="Training items of each label.")
+    training_list: bool = Field(description="The training list is at hand: items are marked new or known.")
+
+
 class ModelInfo(BaseModel):
     name: str
     checkpoint: str = Field(description="The checkpoint's file name.")
@@ -164,6 +195,7 @@ class ModelInfo(BaseModel):
     last_eval: dict[str, Any]
     progress: dict[str, Any]
     config: dict[str, dict[str, Any]] = Field(description="The run's model, train and corpus configs.")
+    items: ItemsFacts | None = Field(None, description="A records model (a list of things): its labels.")
 
 
 class ModelCard(BaseModel):

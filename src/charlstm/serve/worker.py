@@ -4,7 +4,9 @@ Nothing here knows HTTP beyond ``ApiError``; app.py turns it into a response. A 
 (trained with state carried) gets a ``Scheduler``, which steps all its live generations together
 in one batch; a window (tutorial) model re-reads a whole window per character, which batches
 poorly, so each of its generations runs on a worker thread of its own (the per-request path,
-also what ``batching=False`` gives every model, for comparison).
+also what ``batching=False`` gives every model, for comparison). A records model's requests are
+whole items: items.py draws them as jobs on these same paths, a job per group of items that
+share a start, each item ending at its end symbol (``jobs.ItemEnds``).
 
 ``--max-concurrent`` is the number of slots: samples generating at once, across the service.
 A request takes one per sample before it starts and is refused at once (503, Retry-After) when
@@ -25,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError, ConfigError, CorpusError, UnknownCharactersError
 from charlstm.generation.generators import continue_ids, prompt_ids
+from charlstm.generation.items import training_items
 from charlstm.generation.sampling import draw_seed, sample_generators
-from charlstm.generation.stops import SampleStops
 from charlstm.model.loss import bits_per_char
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.loading import LoadedModel, load_model, run_info
@@ -42,6 +45,8 @@ from charlstm.serve.schemas import GenerateRequestBase, ModelInfo, ServeLimits
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
+RUNNING_TEXT = ("this model was trained on running text, not a list of items; items, label and new_only "
+                "need a model trained on a list (charlstm train --records)")
 
 
 def api_error(exc: CharLSTMError) -> ApiError:
@@ -52,7 +57,7 @@ def api_error(exc: CharLSTMError) -> ApiError:
     return ApiError(422, str(exc), "prompt" if isinstance(exc, CorpusError) else None)
 
 
-def model_facts(name: str, loaded: LoadedModel) -> dict[str, Any]:
+def model_facts(name: str, loaded: LoadedModel, known: frozenset[str] | None) -> dict[str, Any]:
     """What ``GET /v1/model`` says about a model, gathered once at start-up."""
     summary = run_info(loaded.path)  # headers and metrics only: the weights are loaded once
     meta, metric = summary.meta, summary.meta.metric
@@ -62,12 +67,16 @@ def model_facts(name: str, loaded: LoadedModel) -> dict[str, Any]:
     elif metric is not None:  # a checkpoint away from its run folder
         bits = {"split": metric.name.removesuffix("_loss"), "value": bits_per_char(metric.value)}
     record = meta.to_json()
+    items = None
+    if meta.items is not None:  # a model of a list of things: what the page's "New items" offers
+        items = {"format": str(meta.items.format), "labels": meta.items.labels,
+                 "label_counts": meta.items.label_counts, "training_list": known is not None}
     return ModelInfo(
         name=name, checkpoint=summary.checkpoint.name, framing=str(meta.train_config.framing),
         vocab_size=len(meta.vocab), vocab=list(meta.vocab), parameters=summary.parameters,
         bits_per_char=bits, best_val=summary.best_val, last_eval=meta.last_eval,
         progress=record["progress"],
-        config={part: record[f"{part}_config"] for part in ("model", "train", "corpus")},
+        config={part: record[f"{part}_config"] for part in ("model", "train", "corpus")}, items=items,
     ).model_dump()
 
 
@@ -84,6 +93,7 @@ class ServedModel:
     facts: dict[str, Any]
     scheduler: Scheduler | None  # None: the per-request path
     created: int  # the checkpoint's modification time when loaded, in seconds (OpenAI's ``created``)
+    known: frozenset[str] | None = None  # a records model's training items, when its run's data is at hand
 
 
 class Service:
@@ -103,7 +113,12 @@ class Service:
             scheduler = None
             if batching and loaded.framing.single_steps:
                 scheduler = Scheduler(loaded, limits.max_concurrent, self.slots.give)
-            self.models[name] = ServedModel(name, loaded, model_facts(name, loaded), scheduler, created)
+            known = None
+            if loaded.meta.items is not None:  # read once: whether a drawn item is new is a set lookup
+                found = training_items(loaded)
+                known = None if found is None else frozenset(found)
+            facts = model_facts(name, loaded, known)
+            self.models[name] = ServedModel(name, loaded, facts, scheduler, created, known)
             log.info("loaded %s from %s (%s)", name, loaded.path,
                      "batched" if scheduler else "a thread per generation")
         self.default = next(iter(self.models))
@@ -128,8 +143,12 @@ class Service:
         """The model and sampling settings a request asks for; a missing seed is drawn here, to report."""
         served = self.model(body.model)
         self.check_replacement(served, body.unknown, body.replacement)
+        if served.loaded.meta.items is None:
+            for field in ("items", "label", "new_only"):
+                if getattr(body, field, None) not in (None, False):
+                    raise ApiError(422, RUNNING_TEXT, field)
         seed = body.seed if body.seed is not None else draw_seed()
-        settings = body.model_dump(exclude={"model", "prompt", "stop"})
+        settings = body.model_dump(exclude={"model", "prompt", "stop", "items", "label", "new_only"})
         try:
             return served, SampleConfig(**{**settings, "seed": seed})
         except ConfigError as exc:
@@ -148,13 +167,18 @@ class Service:
             prompt_text, ids = prompt_ids(served.loaded, prompt or None, config, config.seed)
         except CharLSTMError as exc:
             raise api_error(exc) from None
+        return self.start_ids(served, prompt_text, ids, config, stops, loop)
+
+    def start_ids(self, served: ServedModel, prompt_text: str, ids: np.ndarray, config: SampleConfig,
+                  stops: tuple[str, ...], loop: asyncio.AbstractEventLoop, *, items: bool = False) -> Job:
+        """``start`` from the prompt's ids (``items``: the samples are items, see jobs.ItemEnds)."""
         if config.num_samples > self.slots.total:  # would wait for ever
             raise ApiError(422, f"num_samples {config.num_samples} is more than the {self.slots.total} "
                                 "samples served at once", "num_samples")
         if not self.slots.take(config.num_samples):
             raise ApiError(503, f"all {self.limits.max_concurrent} generation slots are busy; retry shortly",
                            headers={"Retry-After": str(RETRY_AFTER_S)})
-        job = Job(loop, served.name, prompt_text, ids, config, stops)
+        job = Job(loop, served.name, prompt_text, ids, config, stops, items)
         with self._lock:
             self._jobs.add(job)
         try:
@@ -187,7 +211,7 @@ class Service:
     def run_alone(self, served: ServedModel, job: Job) -> None:
         """Worker thread, the per-request path: one generation, its samples as one batch."""
         config, out = job.config, TextOut(job)
-        ends = SampleStops(job.stops, config.num_samples)
+        ends = job.sample_stops()
         try:
             job.emit_start()
             device = served.loaded.model.head.weight.device

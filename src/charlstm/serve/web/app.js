@@ -2,10 +2,13 @@
 // The page: the model's facts, the controls, and a generation streamed as it is sampled.
 // EventSource cannot POST, so the Server-Sent Events are read from fetch()'s body stream,
 // which also lets Stop abort the request (and the server then stops generating).
+// A model trained on a list of things (its facts have "items") gets the New items mode: how
+// many, a label, new only, and a list of whole items, each marked new or in the training list.
 
 const $ = (id) => document.getElementById(id);
 let controller = null; // the AbortController of the generation in flight
-let progress = { seed: null, characters: 0 };
+let progress = { seed: null, characters: 0, items: 0 };
+let itemsInfo = null; // the model's list (labels, training_list), or null for a model of running text
 
 function errorText(body, status) {
   if (!body || typeof body !== "object" || !body.error) return `request failed (HTTP ${status})`;
@@ -33,8 +36,13 @@ function bindSlider(id, format) {
   update();
 }
 
-// Newlines and spaces would be invisible in the list of known characters.
-const visible = (ch) => ({ "\n": "⏎", " ": "␣", "\t": "⇥" })[ch] || ch;
+// Newlines and spaces would be invisible in the list of known characters; so would a list's
+// item start and end symbols, and its label symbols (Unicode's Private Use Area, from U+E000).
+const SHOWN_AS = { "\n": "⏎", " ": "␣", "\t": "⇥", "\u0002": "␂", "\u0003": "␃" };
+const visible = (ch, labels = []) => {
+  const label = labels[ch.codePointAt(0) - 0xe000];
+  return label !== undefined ? `<${label}>` : SHOWN_AS[ch] || ch;
+};
 
 async function loadModels() {
   const list = await getJSON("v1/models");
@@ -48,6 +56,8 @@ async function loadModels() {
   select.value = list.default;
   $("length").max = list.limits.max_length;
   $("prompt").maxLength = list.limits.max_prompt_chars;
+  $("item-count").max = list.limits.max_num_samples;
+  $("item-count").value = Math.min(5, list.limits.max_num_samples);
   $("length").dispatchEvent(new Event("input"));
   await loadFacts();
 }
@@ -61,9 +71,36 @@ async function loadFacts() {
     ? `${bits.value.toFixed(3)} (${bits.split === "val" ? "held-out text" : "training text"})`
     : "not measured";
   $("fact-framing").textContent = facts.framing;
-  $("fact-chars").textContent = facts.vocab.map(visible).join(" ");
+  const labels = facts.items ? facts.items.labels : [];
+  $("fact-chars").textContent = facts.vocab.map((ch) => visible(ch, labels)).join(" ");
   $("top-k").max = facts.vocab_size;
   $("top-k").dispatchEvent(new Event("input"));
+  setItemsMode(facts.items || null);
+}
+
+// Show the New items mode for a records model, the text mode for any other.
+function setItemsMode(items) {
+  itemsInfo = items;
+  const on = items !== null;
+  $("items-settings").hidden = !on;
+  $("output").hidden = on;
+  $("items").hidden = !on;
+  $("controls-heading").textContent = on ? "Generate new items" : "Generate";
+  $("output-heading").textContent = on ? "Items" : "Text";
+  $("prompt-label").textContent = on ? "Start of every item (optional)" : "Prompt";
+  $("prompt").placeholder = on ? "" : "Alice was";
+  $("prompt").rows = on ? 1 : 4;
+  const select = $("item-label");
+  select.replaceChildren(new Option("any (as often as in training)", ""));
+  const labels = on ? items.labels : [];
+  labels.forEach((label, k) => select.append(new Option(`${label} (${items.label_counts[k]} in training)`, label)));
+  for (const element of document.querySelectorAll(".label-choice")) element.hidden = labels.length === 0;
+  const listKnown = on && items.training_list;
+  $("new-only").disabled = !listKnown;
+  if (!listKnown) $("new-only").checked = false;
+  $("new-only-hint").textContent = listKnown
+    ? "only items not in the training list"
+    : "unavailable: the training list is not with the model";
 }
 
 function requestBody() {
@@ -80,6 +117,11 @@ function requestBody() {
   if (topP < 1) body.top_p = topP;
   const seed = $("seed").value.trim();
   if (seed !== "") body.seed = Number(seed);
+  if (itemsInfo) {
+    body.items = Number($("item-count").value);
+    if ($("item-label").value) body.label = $("item-label").value;
+    if ($("new-only").checked) body.new_only = true;
+  }
   return body;
 }
 
@@ -122,6 +164,55 @@ function onEvent(kind, data) {
   }
 }
 
+// The list's row for item ``index``, made (with those before it) when missing.
+function itemRow(index) {
+  const list = $("items");
+  while (list.children.length <= index) {
+    const row = document.createElement("li");
+    const text = document.createElement("span");
+    text.className = "item-text";
+    row.append(text);
+    list.append(row);
+  }
+  return list.children[index];
+}
+
+function addTag(row, text, kind) {
+  const tag = document.createElement("span");
+  tag.className = `tag ${kind}`;
+  tag.textContent = text;
+  row.append(tag);
+}
+
+function onItemsEvent(kind, data) {
+  if (kind === "start") {
+    progress = { seed: data.seed, characters: 0, items: 0 };
+    // Without new_only every item drawn is kept, so its text can show as it comes.
+    if (!data.new_only) for (let i = 0; i < data.items; i++) itemRow(i).firstChild.textContent = data.prompt;
+  } else if (kind === "text") {
+    data.delta.forEach((delta, i) => {
+      if (delta) itemRow(i).firstChild.append(delta);
+      progress.characters += delta.length;
+    });
+    $("status").textContent = `${progress.characters} characters…`;
+  } else if (kind === "item") {
+    const row = itemRow(data.index);
+    row.firstChild.textContent = data.text;
+    if (data.novel !== null) addTag(row, data.novel ? "new" : "in the list", data.novel ? "new" : "known");
+    if (!data.complete) addTag(row, "cut", "cut");
+    if (data.label !== null) addTag(row, data.label, "label");
+    progress.items += 1;
+    $("status").textContent = `${progress.items} items…`;
+  } else if (kind === "done") {
+    const count = data.items.length;
+    let text = `${count} item${count === 1 ? "" : "s"} in ${data.elapsed_s.toFixed(2)} s`;
+    if (data.new !== null) text += `; ${data.new} of ${data.drawn} drawn are new`;
+    $("status").textContent = `${text} (seed ${progress.seed}).`;
+  } else if (kind === "error") {
+    throw new Error(errorText(data));
+  }
+}
+
 function setRunning(running) {
   $("generate").disabled = running;
   $("stop").disabled = !running;
@@ -136,6 +227,7 @@ async function generate(event) {
   setRunning(true);
   $("output-prompt").textContent = "";
   $("output-text").textContent = "";
+  $("items").replaceChildren();
   $("status").textContent = "Generating…";
   try {
     const response = await fetch("v1/generate/stream", {
@@ -148,10 +240,11 @@ async function generate(event) {
       const body = await response.json().catch(() => null);
       throw new Error(errorText(body, response.status));
     }
-    await readEvents(response.body, onEvent);
+    await readEvents(response.body, itemsInfo ? onItemsEvent : onEvent);
   } catch (error) {
     if (error.name === "AbortError") {
-      $("status").textContent = `Stopped after ${progress.characters} characters (seed ${progress.seed}).`;
+      const made = itemsInfo ? `${progress.items} items` : `${progress.characters} characters`;
+      $("status").textContent = `Stopped after ${made} (seed ${progress.seed}).`;
     } else {
       showError(error.message);
       $("status").textContent = "";
