@@ -17,7 +17,9 @@ Deliberate differences from makemore:
   (one input-only token per label); the head still predicts only the end and the characters;
 - ``score_items`` scores every given item (makemore's evaluate() averages the means of at most
   10 random batches);
-- attention goes through ``F.scaled_dot_product_attention`` (the same masked softmax, faster).
+- attention goes through ``F.scaled_dot_product_attention`` (the same masked softmax, faster);
+- sampling keeps each block's keys and values (makemore reads the whole item again at every
+  step): the same distribution, a step per character instead of a pass over the item so far.
 
     python bench/_makemore.py --budget 20        # self-check on ../shared/corpora/dinos.txt
 """
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+KeysValues = tuple[torch.Tensor, torch.Tensor]  # a block's keys and values, each (B, nh, T, hs)
 END = ""  # token 0: ends every item (and starts it, without labels); "" never clashes with a char
 
 
@@ -68,13 +71,20 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(r.n_embd, 4 * r.n_embd), nn.GELU(approximate="tanh"),
                                  nn.Linear(4 * r.n_embd, r.n_embd))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: KeysValues | None = None) -> tuple[torch.Tensor, KeysValues]:
+        """x (B, T, C) -> (B, T, C) and the keys and values of every position read so far.
+
+        ``past``: those of the positions before x (sampling, one position at a time); the new
+        positions then see all of them, so no mask is needed when T is 1.
+        """
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln_1(x)).split(C, dim=2)
         q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, t + T, hs)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)  # (B, nh, T, hs)
         x = x + self.attn_proj(att.transpose(1, 2).reshape(B, T, C))
-        return x + self.mlp(self.ln_2(x))
+        return x + self.mlp(self.ln_2(x)), (k, v)
 
 
 class ItemTransformer(nn.Module):
@@ -100,8 +110,19 @@ class ItemTransformer(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1], device=ids.device))  # (B, T, C)
         for block in self.blocks:
-            x = block(x)
+            x, _ = block(x)
         return self.head(self.ln_f(x))  # (B, T, V)
+
+    def extend(self, last: torch.Tensor, past: list[KeysValues] | None,
+               position: int) -> tuple[torch.Tensor, list[KeysValues]]:
+        """One sampling step: logits (B, V) after ``last`` (B,), the ids at ``position``, given the
+        blocks' keys and values of the positions before; what ``forward`` gives at that position."""
+        x = (self.wte(last) + self.wpe.weight[position]).unsqueeze(1)  # (B, 1, C)
+        cache = []
+        for block, before in zip(self.blocks, past or [None] * len(self.blocks), strict=True):
+            x, kv = block(x, before)
+            cache.append(kv)
+        return self.head(self.ln_f(x))[:, 0], cache
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -217,16 +238,24 @@ def sample_items(model: ItemTransformer, n: int, *, temperature: float = 1.0, se
         label = [model.labels[i] for i in torch.multinomial(weights, n, replacement=True, generator=gen)]
     labels = [label] * n if isinstance(label, str) else label
     device = next(model.parameters()).device
-    ids = torch.tensor(model.start_ids(labels, n), device=device).unsqueeze(1)  # (n, 1)
+    rows: list[list[int]] = [[] for _ in range(n)]
+    active = torch.arange(n)  # the rows still drawing
+    last = torch.tensor(model.start_ids(labels, n), device=device)  # (a,) each one's latest id
+    past = None
     # limit + 1 draws, so an item of exactly ``limit`` characters can still draw its END.
-    for _ in range(limit + 1):
-        logits = model(ids)[:, -1, :].float() / temperature  # (n, V)
-        nxt = torch.multinomial(F.softmax(logits, dim=-1).cpu(), 1, generator=gen)  # (n, 1)
-        ids = torch.cat([ids, nxt.to(device)], dim=1)
-        if (ids[:, 1:] == 0).any(dim=1).all():
+    for position in range(limit + 1):
+        logits, past = model.extend(last, past, position)  # (a, V)
+        probs = F.softmax(logits.float() / temperature, dim=-1)
+        nxt = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(1)  # (a,)
+        going = nxt != 0
+        for row, token in zip(active[going].tolist(), nxt[going].tolist(), strict=True):
+            rows[row].append(token)
+        if not going.any():
             break
-    rows = [row[:row.index(0)] if 0 in row else row[:limit] for row in ids[:, 1:].tolist()]
-    return ["".join(model.vocab[i] for i in row) for row in rows]
+        active, last = active[going], nxt[going].to(device)
+        keep = going.to(device)  # an ended row is read no more
+        past = [(k[keep], v[keep]) for k, v in past]
+    return ["".join(model.vocab[i] for i in row[:limit]) for row in rows]
 
 
 def read_items(path: str) -> list[str]:
