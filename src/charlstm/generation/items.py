@@ -80,7 +80,11 @@ def generate_items(
     new_only: bool = False, max_item_chars: int = MAX_ITEM_CHARS, known: set[str] | None = None,
 ) -> ItemDraw:
     """``n`` whole items; ``labels`` (each must be the model's) are taken in turn, else drawn as often
-    as they occur in training. ``known``: the training list (default: read from the run)."""
+    as they occur in training. ``known``: the training list (default: read from the run).
+
+    Items come grouped by label (each label's rows are drawn together): read ``Item.label``, not
+    the order the labels were asked in.
+    """
     info = items_info(loaded)
     if n < 1 or max_item_chars < 1:
         raise ConfigError("items and max_item_chars must be at least 1")
