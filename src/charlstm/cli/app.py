@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from charlstm.cli import generate, tools, train
+from charlstm.cli import generate, score, tools, train
 from charlstm.cli.console import configure_logging
 from charlstm.cli.help import Command, HelpContext
 from charlstm.cli.options import parse_duration
@@ -91,6 +91,7 @@ app.command(cls=Command)(train.train)
 app.command(cls=Command)(train.prepare)
 app.command(cls=Command)(generate.generate)
 app.command("eval", cls=Command)(generate.evaluate)
+app.command(cls=Command)(score.score)
 app.command(cls=Command)(generate.info)
 app.command("import-keras", cls=Command)(tools.import_keras)
 app.command(cls=Command)(tools.export)
