@@ -110,7 +110,7 @@ def test_charlstm_s_own_settings_go_in_the_extra_body(client, loaded):
     ({"max_tokens": 301}, "max_tokens"),
     ({"temperature": 2.5}, "temperature"),
     ({"n": 4}, "n"),
-    ({"logprobs": 2}, "logprobs"),
+    ({"logprobs": 6}, "logprobs"),  # 0-5 are served (test_serve_logprobs.py)
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"best_of": 3}, "best_of"),
     ({"suffix": "end"}, "suffix"),

@@ -7,7 +7,10 @@
     POST /v1/generate          whole samples, with the seed used, finish reasons and timing
                                (a records model: whole items, with label and novelty; items_api.py)
     POST /v1/generate/stream   Server-Sent Events: start, text (new characters), done or error
-    POST /v1/completions       OpenAI's completions API (see openai_api.py)
+    POST /v1/completions       OpenAI's completions API (see openai_api.py), with logprobs (logprobs.py)
+    POST /tokenize             {model, prompt} -> {tokens: [character ids], count} (tokens.py)
+    POST /detokenize           {model, tokens} -> {prompt}
+    GET  /metrics              Prometheus' text format: requests, characters, streams, refusals (metrics.py)
     GET  /openapi.json         the API's schema (no /docs page: it would load its scripts from a CDN)
     HEAD on each GET above     as GET, without the body
 
@@ -65,9 +68,10 @@ try:
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from charlstm.serve import items_api, openai_api
+    from charlstm.serve import items_api, openai_api, tokens
     from charlstm.serve.events import EventStream, collect, first_event, merged_events, sse
     from charlstm.serve.items import is_records
+    from charlstm.serve.metrics import add_metrics
 except ModuleNotFoundError as exc:  # the optional extra is missing: say how to get it
     raise ConfigError(
         f"serving needs the optional 'serve' extra ({exc.name} is not installed): "
@@ -165,6 +169,8 @@ def create_app(models: Mapping[str, str | Path], limits: ServeLimits | None = No
     _add_model_routes(app, service, limits)
     _add_generate_routes(app, service, request_model(limits))
     openai_api.add_routes(app, service, limits)
+    tokens.add_routes(app, service, limits)
+    add_metrics(app, service.metrics)  # last: it counts the responses of every route above
     return app
 
 

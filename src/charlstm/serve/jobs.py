@@ -22,6 +22,7 @@ sequence (its reason "end"), and no item symbol is ever shown (``ItemEnds``).
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ class Job:
     started: float = field(default_factory=time.perf_counter)
     # Set by a scheduler: events wait there and go to the loop together, once a step (see Outbox).
     outbox: "Outbox | None" = None
+    # Told the characters of each text event as it is sent (the metrics' counter: metrics.py).
+    count_chars: Callable[[int], None] | None = None
 
     def emit(self, kind: str, payload: Any) -> None:
         if self.outbox is not None:
@@ -146,6 +149,7 @@ class TextOut:
         self.last_flush = job.started
         self.first_char_s: float | None = None
         self.characters = 0
+        self.counted = 0  # of them, told to job.count_chars: once a flush, not once a character
 
     def add(self, sample: int, text: str) -> None:
         self.pending[sample] += text
@@ -165,6 +169,9 @@ class TextOut:
         if any(self.pending):
             if self.first_char_s is None:
                 self.first_char_s = now - self.job.started
+            if self.job.count_chars is not None:  # before the event: a client that has it finds it counted
+                self.job.count_chars(self.characters - self.counted)
+                self.counted = self.characters
             self.job.emit("text", {"delta": self.pending})
             self.pending = [""] * len(self.pending)
             self.last_flush = now

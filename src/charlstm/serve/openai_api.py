@@ -1,22 +1,28 @@
 """OpenAI's completions API over the served models, so its clients and tools work unchanged.
 
     POST /v1/completions   model, prompt (a string or a list), max_tokens, temperature, top_p, n,
-                           stop, seed, stream (SSE chunks, then ``data: [DONE]``), echo; and, beyond
-                           OpenAI's fields, charlstm's top_k, unknown and replacement
+                           stop, seed, stream (SSE chunks, then ``data: [DONE]``), echo, logprobs; and,
+                           beyond OpenAI's fields, charlstm's top_k, unknown and replacement
     GET  /v1/models        {object: "list", data: [{id, object: "model", created, owned_by}]}
 
 A token is a character: ``max_tokens`` counts new characters and ``usage`` counts characters.
 ``temperature`` 0 means greedy (the most likely character), as OpenAI's does. Each prompt of a
 list is one generation of ``n`` samples; choice ``p * n + j`` is prompt p's sample j, and prompt
-p > 0 draws from a seed derived from ``seed``. Fields OpenAI has but a character model cannot
-honour (logprobs, penalties, best_of > n, logit_bias, suffix) are accepted at their neutral
-values and refused otherwise. Errors come in OpenAI's shape, ``{"error": {message, type,
-param, code}}``, with 400 for a bad field (where the native API says 422), 404, and 503 with
-Retry-After when the slots are busy.
+p > 0 draws from a seed derived from ``seed``. Errors come in OpenAI's shape, ``{"error":
+{message, type, param, code}}``, with 400 for a bad field (where the native API says 422), 404,
+and 503 with Retry-After when the slots are busy.
+
+``logprobs`` (0-5): OpenAI's legacy logprobs object per choice, and per streamed chunk, under
+the raw distribution (temperature 1; logprobs.py); with ``echo`` the prompt's come first.
+``max_tokens`` 0 generates nothing and takes no slot: with echo and logprobs, it scores. Refused
+(400) unless neutral: ``suffix`` (a left-to-right model cannot aim at a text after it),
+``logit_bias``, ``presence_penalty`` and ``frequency_penalty`` (a penalty per character punishes
+every common letter), and best_of beyond n.
 
 A records model's choices are whole items (items.py): the prompt begins each, and a choice
 ends at its item's end, ``finish_reason`` "stop", or after max_tokens characters, "length";
-no start, end or label symbol is in any text.
+no start, end or label symbol is in any text. Their logprobs are refused (400): an item's
+likelihood hangs on its label, drawn unseen; ``charlstm score`` scores items.
 """
 
 # No ``from __future__ import annotations``: see schemas.py.
@@ -37,6 +43,7 @@ from charlstm.generation.sampling import sample_seed
 from charlstm.serve.events import EventStream, merged_events, sse
 from charlstm.serve.items import ItemsRun, is_records, items_ask
 from charlstm.serve.jobs import ApiError, Job
+from charlstm.serve.logprobs import MAX_LOGPROBS, CompletionLogprobs, Logprobs, nothing_generated, read_prompt
 from charlstm.serve.schemas import Char, ServeLimits, Stops, Text, one_error, stop_list
 from charlstm.serve.worker import ServedModel, Service
 
@@ -100,8 +107,10 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
         unknown: Literal["error", "drop", "replace"] = Field("error", description="charlstm: characters "
                                                                                    "outside the vocabulary.")
         replacement: Char | None = None
-        # OpenAI's fields a character model has no use for: only their neutral values.
-        logprobs: int | None = None
+        logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, description=(
+            "Each character's log-probability under the model at temperature 1, with this many "
+            "most likely ones."))
+        # OpenAI's fields a character model has no sound use for: only their neutral values.
         best_of: int | None = None
         presence_penalty: float = 0.0
         frequency_penalty: float = 0.0
@@ -127,12 +136,6 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
                 raise ValueError(f"{count} prompts x n={n} is more than the "
                                  f"{limits.max_concurrent} samples served at once")
             return n
-
-        @field_validator("logprobs")
-        @classmethod
-        def _no_logprobs(cls, value: int | None) -> None:
-            if value is not None:
-                raise ValueError("logprobs is not supported")
 
         @field_validator("best_of")
         @classmethod
@@ -164,8 +167,8 @@ def _config(body: Any, prompt_index: int, seed: int) -> SampleConfig:
 Events = AsyncIterator[list[tuple[int, str, Any]]]
 
 
-def start(service: Service, body: Any, request: Request) -> tuple[list[str], list[Job], Events]:
-    """Each prompt's generation started (all or none): the prompts as read, the jobs, their events.
+def start(service: Service, body: Any, request: Request) -> tuple[ServedModel, list[str], list[Job], Events]:
+    """Each prompt's generation started (all or none): the model, the prompts as read, the jobs, their events.
 
     A records model's choices are whole items: prompt p's n items are drawn as items.py draws them.
     """
@@ -174,13 +177,19 @@ def start(service: Service, body: Any, request: Request) -> tuple[list[str], lis
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     if is_records(served):
+        if body.logprobs is not None:  # an item's likelihood hangs on its label, drawn unseen
+            raise ApiError(422, "logprobs is not served for a model of a list; charlstm score scores "
+                                "its items", "logprobs")
         stops = stop_list(body.stop)
         asks = [items_ask(service, served, prompt, _config(body, p, seed), count=body.n, stops=stops)
                 for p, prompt in enumerate(prompts)]
         run = ItemsRun(service, served, asks)
-        return [draws.ask.prefix for draws in run.draws], run.jobs, run.events(request)
+        return served, [draws.ask.prefix for draws in run.draws], run.jobs, run.events(request)
+    if body.max_tokens == 0:  # nothing to generate (scoring: echo and logprobs): no job, no slot
+        read = [read_prompt(served, prompt, _config(body, p, seed)) for p, prompt in enumerate(prompts)]
+        return served, read, [], nothing_generated(len(prompts), body.n)
     jobs = start_jobs(service, served, body, prompts, seed)
-    return [job.prompt for job in jobs], jobs, merged_events(request, jobs)
+    return served, [job.prompt for job in jobs], jobs, merged_events(request, jobs)
 
 
 def start_jobs(service: Service, served: ServedModel, body: Any, prompts: list[str], seed: int) -> list[Job]:
@@ -197,10 +206,12 @@ def start_jobs(service: Service, served: ServedModel, body: Any, prompts: list[s
     return jobs
 
 
-def _choice(text: str, index: int, reason: str | None = None) -> dict[str, Any]:
+def _choice(text: str, index: int, reason: str | None = None, logprobs: Logprobs | None = None
+            ) -> dict[str, Any]:
     """One choice; charlstm's finish reasons in OpenAI's words (a cancelled one nobody reads)."""
     finish = None if reason is None else "stop" if reason == "stop" else "length"
-    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+    return {"text": text, "index": index, "logprobs": logprobs and logprobs.to_json(),
+            "finish_reason": finish}
 
 
 def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
@@ -210,14 +221,18 @@ def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
     @app.post(PATH, response_model=None, responses={
         200: {"description": "A completion, or with stream: SSE chunks of one, then data: [DONE]."}})
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        prompts, jobs, events = start(service, body, request)
+        served, prompts, jobs, events = start(service, body, request)
         n = body.n
         head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
-                "created": int(time.time()), "model": jobs[0].model}
+                "created": int(time.time()), "model": served.name}
         prompt_chars = sum(map(len, prompts))
+        scoring = None if body.logprobs is None else (  # only then is any text read again
+            CompletionLogprobs(served.loaded, prompts, n, body.logprobs, body.echo))
         if body.stream:
-            return EventStream(_chunks(events, prompts, body, head, prompt_chars), jobs, service)
+            return EventStream(_chunks(events, prompts, body, head, prompt_chars, scoring), jobs, service)
         try:
+            if scoring:
+                await scoring.read_prompts()  # while the text is generated
             texts = [[""] * n for _ in prompts]
             reasons: list[list[str]] = [[] for _ in prompts]
             characters = 0
@@ -236,8 +251,10 @@ def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
         finally:
             for job in jobs:
                 service.forget(job)
-        choices = [_choice((prompt if body.echo else "") + texts[k][j], k * n + j, reasons[k][j])
-                   for k, prompt in enumerate(prompts) for j in range(n)]
+        new = [text for samples in texts for text in samples]  # choice c: prompt c // n's sample c % n
+        logprobs = await scoring.whole(new) if scoring else [None] * len(new)
+        choices = [_choice((prompts[c // n] if body.echo else "") + text, c, reasons[c // n][c % n],
+                           logprobs[c]) for c, text in enumerate(new)]
         return {**head, "choices": choices, "usage": _usage(prompt_chars, characters)}
 
 
@@ -247,27 +264,35 @@ def _usage(prompt_chars: int, characters: int) -> dict[str, int]:
 
 
 async def _chunks(events: Events, prompts: list[str], body: Any, head: dict[str, Any],
-                  prompt_chars: int) -> AsyncIterator[str]:
-    """The streamed completion: a chunk per text event and choice, one with each finish reason, [DONE]."""
+                  prompt_chars: int, scoring: CompletionLogprobs | None) -> AsyncIterator[str]:
+    """The streamed completion: a chunk per text event and choice (with its characters' logprobs, if
+    asked), one with each finish reason, [DONE]."""
     n, characters = body.n, 0
+    empty = Logprobs() if scoring else None  # a finish chunk's
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         return sse(None, {**head, "choices": choices, **extra})
 
+    heads = await scoring.read_prompts() if scoring else [None] * (len(prompts) * n)
     if body.echo:
-        yield chunk([_choice(prompt, k * n + j) for k, prompt in enumerate(prompts) for j in range(n)])
+        yield chunk([_choice(prompts[c // n], c, logprobs=head) for c, head in enumerate(heads)])
     async for batch in events:
         out = []
+        deltas = [{k * n + j: d for j, d in enumerate(payload["delta"]) if d}
+                  for k, kind, payload in batch if kind == "text"]
+        scored = iter(await scoring.read(deltas) if scoring else [{}] * len(deltas))
         for k, kind, payload in batch:
             if kind == "error":  # after the response began: the error as the last chunk
                 yield "".join(out) + sse(None, error_body(payload))
                 return
             if kind == "text":
-                out.append(chunk([_choice(d, k * n + j) for j, d in enumerate(payload["delta"]) if d]))
+                logprobs = next(scored)
+                out.append(chunk([_choice(d, k * n + j, logprobs=logprobs.get(k * n + j))
+                                  for j, d in enumerate(payload["delta"]) if d]))
             elif kind == "done":
                 characters += payload["characters"]
                 reasons = payload["finish_reasons"]
-                out.append(chunk([_choice("", k * n + j, r) for j, r in enumerate(reasons)]))
+                out.append(chunk([_choice("", k * n + j, r, empty) for j, r in enumerate(reasons)]))
         yield "".join(out)
     if body.stream_options is not None and body.stream_options.include_usage:
         yield chunk([], usage=_usage(prompt_chars, characters))

@@ -71,10 +71,15 @@ class _Row:
 class Scheduler:
     """A thread that steps every live generation of one stream model together."""
 
-    def __init__(self, loaded: LoadedModel, rows: int, on_rows_end: Callable[[int], None]):
-        """``rows`` slots; ``on_rows_end(k)`` is called as k rows are freed (to give the slots back)."""
+    def __init__(self, loaded: LoadedModel, rows: int, on_rows_end: Callable[[int], None], *,
+                 observe_step: Callable[[float], None] | None = None):
+        """``rows`` slots; ``on_rows_end(k)`` is called as k rows are freed (to give the slots back).
+
+        ``observe_step(seconds)``, if given, is told how long each step of live rows took (metrics.py).
+        """
         model = loaded.model
         self.loaded, self.model, self.rows, self.on_rows_end = loaded, model, rows, on_rows_end
+        self.observe_step = observe_step
         self.device = model.head.weight.device
         self.vocab_chars = loaded.vocab.chars
         V = len(self.vocab_chars)
@@ -132,6 +137,7 @@ class Scheduler:
                     row.request.out.job.stop.set()
             if joining:
                 self._admit(joining)
+            stepping, began = bool(self.live), time.perf_counter()
             try:
                 self._step()
             except Exception:  # one bad step must not take every stream of the model with it
@@ -141,6 +147,8 @@ class Scheduler:
                     row.request.out.job.stop.set()
                     row.request.out.job.emit("error", error)
                 self._end_rows([(i, "cancelled") for i in range(len(self.live))])
+            if stepping and self.observe_step is not None:  # before the events go: a client sees it counted
+                self.observe_step(time.perf_counter() - began)
             self.outbox.send()
             if closed and not self.live:
                 return

@@ -39,6 +39,7 @@ from charlstm.model.loss import bits_per_char
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.loading import LoadedModel, load_model, run_info
 from charlstm.serve.jobs import ApiError, Job, Slots, TextOut
+from charlstm.serve.metrics import ModelMeters, ServeMetrics
 from charlstm.serve.scheduler import Scheduler
 from charlstm.serve.schemas import GenerateRequestBase, ModelInfo, ServeLimits
 
@@ -93,11 +94,12 @@ class ServedModel:
     facts: dict[str, Any]
     scheduler: Scheduler | None  # None: the per-request path
     created: int  # the checkpoint's modification time when loaded, in seconds (OpenAI's ``created``)
+    meters: ModelMeters  # its counters in the service's metrics (metrics.py)
     known: frozenset[str] | None = None  # a records model's training items, when its run's data is at hand
 
 
 class Service:
-    """The loaded models, the slots, and the schedulers and worker threads that generate."""
+    """The loaded models, the slots, the schedulers and worker threads that generate, and the metrics."""
 
     def __init__(self, models: Mapping[str, str | Path], limits: ServeLimits, device: str | torch.device, *,
                  batching: bool = True):
@@ -106,19 +108,22 @@ class Service:
         device = resolve_device(str(device))  # "auto" becomes a device; a missing one fails before loading
         self.limits, self.batching = limits, batching
         self.slots = Slots(limits.max_concurrent)
+        self.metrics = ServeMetrics(lambda: self.slots.used)  # read when scraped: nothing to keep up to date
         self.models: dict[str, ServedModel] = {}
         for name, path in models.items():
             loaded = load_model(Path(path), device)
             created = int(loaded.path.stat().st_mtime)
+            meters = self.metrics.model(name)
             scheduler = None
             if batching and loaded.framing.single_steps:
-                scheduler = Scheduler(loaded, limits.max_concurrent, self.slots.give)
+                scheduler = Scheduler(loaded, limits.max_concurrent, self.slots.give,
+                                      observe_step=meters.step_seconds.observe)
             known = None
             if loaded.meta.items is not None:  # read once: whether a drawn item is new is a set lookup
                 found = training_items(loaded)
                 known = None if found is None else frozenset(found)
             facts = model_facts(name, loaded, known)
-            self.models[name] = ServedModel(name, loaded, facts, scheduler, created, known)
+            self.models[name] = ServedModel(name, loaded, facts, scheduler, created, meters, known)
             log.info("loaded %s from %s (%s)", name, loaded.path,
                      "batched" if scheduler else "a thread per generation")
         self.default = next(iter(self.models))
@@ -178,7 +183,8 @@ class Service:
         if not self.slots.take(config.num_samples):
             raise ApiError(503, f"all {self.limits.max_concurrent} generation slots are busy; retry shortly",
                            headers={"Retry-After": str(RETRY_AFTER_S)})
-        job = Job(loop, served.name, prompt_text, ids, config, stops, items)
+        job = Job(loop, served.name, prompt_text, ids, config, stops, items,
+                  count_chars=served.meters.generated.inc)
         with self._lock:
             self._jobs.add(job)
         try:
@@ -190,6 +196,7 @@ class Service:
             self.slots.give(config.num_samples)
             self.forget(job)
             raise
+        served.meters.prompt.inc(len(ids))
         return job
 
     def forget(self, job: Job) -> None:
