@@ -23,7 +23,7 @@ from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 from charlstm.generation import interactive as interactive_module
 from charlstm.generation.generators import _sample_steps, generate, generate_text
 from charlstm.generation.interactive import interactive
-from charlstm.generation.sampling import filter_logits, make_generator
+from charlstm.generation.sampling import Sampler, make_generator
 from charlstm.model.network import PRIME_CHUNK, prime
 from charlstm.runs.loading import load_model
 
@@ -64,7 +64,8 @@ def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Gen
 
 
 def reference_probs(row: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """(V,) logits -> (V,) probabilities, as written out by hand: temperature, top-k, top-p, renormalise."""
+    """(V,) logits -> (V,) probabilities, as written out by hand: temperature, top-k, top-p, min-p,
+    renormalise."""
     probs = torch.softmax(row.double() / config.temperature, dim=-1).tolist()
     ranked = sorted(range(len(probs)), key=lambda i: -probs[i])[: config.top_k]
     if config.top_p is not None:
@@ -75,6 +76,8 @@ def reference_probs(row: torch.Tensor, config: SampleConfig) -> torch.Tensor:
             kept.append(i)
             mass += probs[i] / total
         ranked = kept
+    if config.min_p is not None:
+        ranked = [i for i in ranked if probs[i] >= config.min_p * probs[ranked[0]]]
     out = torch.zeros(len(probs), dtype=torch.float64)
     out[ranked] = torch.tensor([probs[i] for i in ranked], dtype=torch.float64)
     return out / out.sum()
@@ -101,8 +104,10 @@ def logits_of(probs: list[float]) -> torch.Tensor:
 
 @pytest.mark.parametrize("config", [
     SampleConfig(), SampleConfig(temperature=0.5), SampleConfig(temperature=2.0), SampleConfig(top_k=3),
-    SampleConfig(top_p=0.8), SampleConfig(temperature=0.7, top_k=5, top_p=0.9),
-], ids=["plain", "cold", "hot", "top_k", "top_p", "all"])
+    SampleConfig(top_p=0.8), SampleConfig(min_p=0.2), SampleConfig(temperature=2.0, min_p=0.3),
+    SampleConfig(temperature=0.7, top_k=5, top_p=0.9),
+    SampleConfig(temperature=0.7, top_k=6, top_p=0.95, min_p=0.1),
+], ids=["plain", "cold", "hot", "top_k", "top_p", "min_p", "hot_min_p", "all", "all_min_p"])
 def test_the_fast_step_draws_as_the_softmax_multinomial_reference(config):
     draws = 10_000  # as many rows as one SampleConfig takes
     row = torch.randn(V, generator=seeded(20)) * 1.5
@@ -112,6 +117,19 @@ def test_the_fast_step_draws_as_the_softmax_multinomial_reference(config):
     probs = reference_probs(row, config).float()
     # The two shares of each character differ by at most ~5 standard deviations of their difference.
     assert ((fast - slow).abs() <= 5 * (2 * probs * (1 - probs) / draws).sqrt() + 1e-9).all(), (fast, slow)
+
+
+@pytest.mark.parametrize("config", [
+    SampleConfig(top_k=3), SampleConfig(top_p=0.8), SampleConfig(min_p=0.2),
+    SampleConfig(temperature=0.5, min_p=0.5), SampleConfig(temperature=2.0, top_k=6, top_p=0.9, min_p=0.3),
+    SampleConfig(temperature=0.7, top_p=0.95, min_p=0.05),
+], ids=["top_k", "top_p", "min_p", "cold_min_p", "hot_all", "cold_p_min_p"])
+def test_the_filtered_scores_give_the_reference_probabilities(config):
+    # The race draws exactly softmax(scores): its probabilities, compared without sampling.
+    rows = torch.randn(8, V, generator=seeded(23)) * 1.5
+    probs = Sampler(config).scores(rows).double().softmax(dim=-1)
+    for row, got in zip(rows, probs, strict=True):
+        assert torch.allclose(got, reference_probs(row, config), atol=1e-6)
 
 
 def test_greedy_is_argmax_whatever_the_temperature():
@@ -537,7 +555,10 @@ def test_a_tiny_temperature_filters_to_the_best_character_without_nan(temperatur
     logits = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * 60  # big, as a trained head's
     for config in (SampleConfig(temperature=temperature, top_p=0.9), SampleConfig(temperature=temperature,
                                                                                    top_k=4, top_p=0.5)):
-        scores = filter_logits(logits, config)
+        assert torch.equal(sample_next(logits, config, seeded()), logits.argmax(dim=-1))
+        if config.greedy:  # below GREEDY_BELOW: nothing to filter
+            continue
+        scores = Sampler(config).scores(logits)
         assert not scores.isnan().any()
         kept = scores.isfinite()
         assert kept.sum(dim=-1).tolist() == [1] * 6  # only the best survives top-p at such a temperature

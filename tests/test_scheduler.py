@@ -123,7 +123,8 @@ def test_prompts_that_arrive_together_are_read_in_one_batch_and_each_gives_its_o
 def test_rows_with_different_settings_in_one_batch_each_follow_their_own(pool, loaded):
     scheduler, slots = pool
     requests = [{"greedy": True}, {"top_k": 3, "seed": 4}, {"top_p": 0.8, "seed": 5},
-                {"temperature": 1.5, "seed": 6}, {"num_samples": 3, "seed": 8}]
+                {"temperature": 1.5, "seed": 6}, {"num_samples": 3, "seed": 8},
+                {"min_p": 0.2, "top_k": 8, "temperature": 1.3, "seed": 9}]
 
     async def main():
         return await asyncio.gather(*[run_job(scheduler, slots, loaded, "she ", **r) for r in requests])

@@ -134,8 +134,9 @@ def test_the_schema_is_served_but_no_docs_page_that_would_need_a_cdn(client):
 
 # --- generation ----------------------------------------------------------------------------------
 
-def test_generate_matches_the_library_for_the_same_seed(client, run_dir):
-    settings = {"length": 40, "temperature": 0.8, "top_k": 10, "top_p": 0.9, "seed": 5, "num_samples": 2}
+@pytest.mark.parametrize("filters", [{"top_k": 10, "top_p": 0.9}, {"top_k": 10, "min_p": 0.1}])
+def test_generate_matches_the_library_for_the_same_seed(client, run_dir, filters):
+    settings = {"length": 40, "temperature": 0.8, **filters, "seed": 5, "num_samples": 2}
     body = client.post("/v1/generate", json={"prompt": "the ", **settings}).json()
     assert body["texts"] == generate_text(load_model(run_dir), "the ", **settings)
     assert body["model"] == "tiny" and body["prompt"] == "the " and body["seed"] == 5
@@ -182,6 +183,8 @@ def test_unknown_prompt_characters_follow_the_policy_the_request_names(client):
     ({"top_k": 0}, "top_k"),
     ({"top_p": 0}, "top_p"),
     ({"top_p": 1.5}, "top_p"),
+    ({"min_p": 0}, "min_p"),
+    ({"min_p": 1.5}, "min_p"),
     ({"seed": -1}, "seed"),
     ({"length": "ten"}, "length"),
     ({"greedy": "sometimes"}, "greedy"),

@@ -248,7 +248,7 @@ def test_head_where_get_is_refused_is_refused_alike(client, run_dir):
         connection.close()
 
 
-@pytest.mark.parametrize("filters", [{}, {"top_p": 0.9}, {"top_k": 3, "top_p": 0.5}])
+@pytest.mark.parametrize("filters", [{}, {"top_p": 0.9}, {"top_k": 3, "top_p": 0.5}, {"min_p": 0.01}])
 def test_a_tiny_temperature_serves_the_greedy_text_in_both_apis(client, filters):
     body = {"prompt": "the ", "length": 60, "seed": 2}
     greedy = client.post("/v1/generate", json={**body, "greedy": True}).json()["texts"]

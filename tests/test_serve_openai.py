@@ -106,6 +106,18 @@ def test_charlstm_s_own_settings_go_in_the_extra_body(client, loaded):
     assert reply.choices[0].text == generate_text(loaded, "the ", length=20, seed=2, top_k=3)[0]
 
 
+def test_min_p_takes_vllm_s_name(client, loaded):
+    reply = client.completions.create(model="tiny", prompt="the ", max_tokens=30, seed=3, temperature=1.5,
+                                      extra_body={"min_p": 0.3})
+    expected = generate_text(loaded, "the ", length=30, seed=3, temperature=1.5, min_p=0.3)[0]
+    assert reply.choices[0].text == expected
+    best = client.completions.create(model="tiny", prompt="the ", max_tokens=30, extra_body={"min_p": 1})
+    assert best.choices[0].text == generate_text(loaded, "the ", length=30, greedy=True)[0]  # only the best
+    off = client.completions.create(model="tiny", prompt="the ", max_tokens=30, seed=3, temperature=1.5,
+                                    extra_body={"min_p": 0})  # vLLM's "off"
+    assert off.choices[0].text == generate_text(loaded, "the ", length=30, seed=3, temperature=1.5)[0]
+
+
 @pytest.mark.parametrize(("settings", "param"), [
     ({"max_tokens": 301}, "max_tokens"),
     ({"temperature": 2.5}, "temperature"),

@@ -20,6 +20,9 @@ class SampleConfig:
         "help": "Keep only the k most likely characters (unset: all)."})
     top_p: float | None = field(default=None, metadata={
         "help": "Keep the smallest set of characters whose probability reaches p (unset: all)."})
+    min_p: float | None = field(default=None, metadata={
+        "help": "Keep the characters at least min_p times as likely as the most likely one, after "
+                "the temperature (unset: all)."})
     greedy: bool = field(default=False, metadata={
         "help": "Always the most likely character (the tutorial's argmax)."})
     num_samples: int = field(default=1, metadata={"help": "Samples generated together in one batch."})
@@ -55,6 +58,7 @@ SAMPLE_RANGES = {
     # Finite and at most 100, as the service takes it: past that every model is all but uniform.
     "temperature": Range(0, 100, low_open=True),
     "top_k": Range(1, 65_536), "top_p": Range(0, 1, low_open=True),
+    "min_p": Range(0, 1, low_open=True),  # 1: only the best (and its ties); near 0: all
     "num_samples": Range(1, 10_000),  # one batch: each sample is a row of state in memory
     "seed": Range(0, 2**63, high_open=True),  # torch's seeds; the service takes the same
 }

@@ -16,7 +16,7 @@ from charlstm.config.sample import SampleConfig
 from charlstm.data.cleaning import clean_prompt
 from charlstm.errors import CorpusError
 from charlstm.framing import Framing, Reader
-from charlstm.generation.sampling import draw_noise, draw_seed, filter_logits, sample_generators
+from charlstm.generation.sampling import Sampler, draw_seed, sample_generators
 from charlstm.generation.threads import intra_op_threads, step_threads
 from charlstm.model.network import CharLSTM
 from charlstm.runs.loading import LoadedModel
@@ -56,28 +56,22 @@ def _sample_steps(reader: Reader, config: SampleConfig,
                   generator: torch.Generator | Sequence[torch.Generator],
                   device: torch.device) -> Iterator[torch.Tensor]:
     """continue_ids' loop: sample, yield, advance."""
-    filtered, greedy = config.top_k is not None or config.top_p is not None, config.greedy
+    sampler = Sampler(config)
+    next_ids = sampler.next_ids  # bound once: at batch 1 every call counts
     B, V = config.num_samples, reader.logits.shape[-1]
+    noise_rows: Sequence[torch.Tensor | None] = [None] * NOISE_BLOCK  # greedy draws no noise
     for start in range(0, config.length, NOISE_BLOCK):
         steps = min(NOISE_BLOCK, config.length - start)
-        if not greedy:  # one view per step, made once per block
+        if not sampler.greedy:  # one view per step, made once per block
             if isinstance(generator, torch.Generator):
-                noise = draw_noise(generator, steps, B, V, config, device)  # (steps, B, V)
+                noise = sampler.noise(generator, steps, B, V, device)  # (steps, B, V)
             else:
-                noise = torch.cat([draw_noise(g, steps, 1, V, config, device) for g in generator], dim=1)
+                noise = torch.cat([sampler.noise(g, steps, 1, V, device) for g in generator], dim=1)
             noise_rows = noise.unbind(0)
         for t in range(steps):
-            last = reader.logits  # (B, V)
-            if greedy:
-                next_ids = last.argmax(dim=-1)
-            else:
-                # An exponential race: with E ~ Exp(1), argmax(l - log E) is distributed as
-                # softmax(l): no softmax, normalisation or multinomial call (draw_noise puts in
-                # the temperature). Written out, not called: at batch 1 every call counts.
-                scores = filter_logits(last, config) if filtered else last
-                next_ids = torch.sub(scores, noise_rows[t], out=noise_rows[t]).argmax(dim=-1)  # (B,)
-            yield next_ids
-            reader.advance(next_ids)
+            ids = next_ids(reader.logits, noise_rows[t])  # (B,)
+            yield ids
+            reader.advance(ids)
 
 
 def generate(

@@ -1,7 +1,12 @@
-"""Sampling: from a step's logits to the next character ids."""
+"""Sampling: from a step's logits to the next character ids.
+
+``Sampler`` is the one sampling step: every generator (the CLI, the library, the service's
+per-request path and its batched scheduler) turns logits into ids through it.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -9,43 +14,92 @@ import torch
 from charlstm.config.sample import SampleConfig
 
 
-def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """Scale by temperature and mask what top-k / top-p exclude (to -inf); (B, V) -> (B, V).
+class Sampler:
+    """One SampleConfig's step: temperature, then top-k, top-p and min-p, then the draw.
 
-    May return ``logits`` itself (temperature 1, no filter): do not write into the result.
+    The draw is an exponential race: with E ~ Exp(1) per character, argmax(l - log E) is
+    distributed as softmax(l), so no softmax, normalisation or multinomial call is needed. Its
+    noise (``noise``) is drawn a block of steps at a time; ``next_ids`` runs the race.
     """
-    logits = logits.float()
-    if config.temperature != 1.0:
-        # The best at 0 first: at a tiny temperature l / T overflows to inf, and top-p's softmax
-        # would turn inf - inf into NaN; shifted, the others only fall towards -inf.
-        logits = (logits - logits.amax(dim=-1, keepdim=True)) / config.temperature
-    if config.top_k is not None and config.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if config.top_p is not None and config.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # Drop a character once the ones before it already reach top_p; the first always stays.
-        drop_sorted = (probs.cumsum(dim=-1) - probs) >= config.top_p
-        logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
-    return logits
+
+    def __init__(self, config: SampleConfig):
+        self.temperature, self.greedy = config.temperature, config.greedy
+        self.top_k, self.top_p, self.min_p = config.top_k, config.top_p, config.min_p
+        # Filtered: ``scores`` has work to do every step. Greedy needs none (the filters keep the best).
+        self.filtered = not self.greedy and (self.top_k, self.top_p, self.min_p) != (None, None, None)
+
+    def noise(self, generator: torch.Generator, steps: int, rows: int, vocab: int,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+        """The race's noise for ``steps`` steps of ``rows`` rows, (steps, rows, vocab)."""
+        noise = draw_noise(generator, steps, rows, vocab, device)  # log E
+        if not self.filtered and self.temperature != 1.0:
+            # The temperature, folded into the noise: argmax(l / T - log E) = argmax(l - T log E)
+            # for T > 0. Scaled once per block here, it spares a division of the logits at every
+            # step (at batch 1 each tensor op counts). The filters need l / T itself (scores).
+            noise.mul_(self.temperature)
+        return noise
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the race compares, (B, V) -> (B, V): ``logits / T`` with what the filters drop at -inf.
+
+        Unfiltered, the logits themselves (the temperature is in the noise); may return ``logits``
+        itself: do not write into the result.
+        """
+        if not self.filtered:
+            return logits
+        logits = logits.float()
+        if self.temperature != 1.0:
+            # The best at 0 first: at a tiny temperature l / T overflows to inf, and top-p's softmax
+            # would turn inf - inf into NaN; shifted, the others only fall towards -inf.
+            logits = (logits - logits.amax(dim=-1, keepdim=True)) / self.temperature
+        if self.top_k is not None and self.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]  # (B, 1)
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p is not None and self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+            probs = sorted_logits.softmax(dim=-1)
+            # Drop a character once the ones before it already reach top_p; the first always stays.
+            drop_sorted = (probs.cumsum(dim=-1) - probs) >= self.top_p
+            logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+        if self.min_p is not None:
+            # p >= min_p * p_max, in logits: l - l_max >= log(min_p), with no softmax. Renormalising
+            # what top-k and top-p kept leaves each p / p_max as it was, so the logits here serve.
+            floor = logits.amax(dim=-1, keepdim=True) + math.log(self.min_p)  # (B, 1)
+            logits = logits.masked_fill(logits < floor, float("-inf"))
+        return logits
+
+    def next_ids(self, logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The next id of each row of (B, V) ``logits``, with this step's (B, V) ``noise`` (overwritten).
+
+        Greedy reads no noise: ``noise`` may then be None.
+        """
+        if self.greedy:
+            return logits.argmax(dim=-1)
+        scores = self.scores(logits) if self.filtered else logits  # at batch 1 each call counts
+        return race(scores, noise, out=noise)
 
 
-def draw_noise(generator: torch.Generator, steps: int, rows: int, vocab: int, config: SampleConfig,
+def race(scores: torch.Tensor, noise: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The draw: argmax(scores - noise) per row, (B, V) -> (B,); ``out`` may be ``noise`` itself.
+
+    A row whose noise is zeros takes its best score: greedy, as the scheduler's greedy rows do.
+    """
+    return torch.sub(scores, noise, out=out).argmax(dim=-1)
+
+
+def draw_noise(generator: torch.Generator, steps: int, rows: int, vocab: int,
                device: torch.device | str = "cpu") -> torch.Tensor:
-    """Sampling noise for ``steps`` steps at once, (steps, rows, vocab): ``T * log E``, E ~ Exp(1).
+    """Raw race noise for ``steps`` steps at once, (steps, rows, vocab): ``log E``, E ~ Exp(1).
 
     Drawn for many steps at once it costs one call instead of one per step, and the random
     stream is the same as drawing step by step (the generators fill tensors in order).
+    ``Sampler.noise`` adds the temperature.
     """
     noise = torch.empty(steps, rows, vocab, device=device)
     if rows * vocab <= 512:
         noise.exponential_(generator=generator).log_()
     else:  # for many rows, -log(U) from vectorised uniforms beats exponential_'s scalar loop
         noise.uniform_(generator=generator).log_().neg_().log_()
-    if config.top_k is None and config.top_p is None and config.temperature != 1.0:
-        # argmax(l / T - log E) = argmax(l - T log E): scaling the noise spares dividing the logits.
-        noise.mul_(config.temperature)
     return noise
 
 

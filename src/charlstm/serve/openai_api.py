@@ -104,6 +104,7 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
         echo: bool = Field(False, description="Put the prompt (as the model read it) before each text.")
         user: str | None = None  # accepted, unused
         top_k: int | None = Field(None, ge=1, description="charlstm: keep the k most likely characters.")
+        min_p: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="p >= min_p * p_max; 0: off")
         unknown: Literal["error", "drop", "replace"] = Field("error", description="charlstm: characters "
                                                                                    "outside the vocabulary.")
         replacement: Char | None = None
@@ -156,7 +157,7 @@ def completion_request(limits: ServeLimits) -> type[BaseModel]:
 
 def _config(body: Any, prompt_index: int, seed: int) -> SampleConfig:
     try:
-        return SampleConfig(
+        return SampleConfig(min_p=body.min_p or None,
             length=body.max_tokens, temperature=body.temperature or 1.0, greedy=body.temperature == 0,
             top_k=body.top_k, top_p=body.top_p if body.top_p < 1 else None, num_samples=body.n,
             seed=sample_seed(seed, prompt_index), unknown=body.unknown, replacement=body.replacement)

@@ -37,7 +37,7 @@ import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.generation.generators import NOISE_BLOCK
-from charlstm.generation.sampling import draw_noise, filter_logits, sample_generators
+from charlstm.generation.sampling import Sampler, race, sample_generators
 from charlstm.generation.stops import SampleStops
 from charlstm.generation.threads import step_threads, use_threads
 from charlstm.model.network import prime_many
@@ -64,7 +64,7 @@ class _Row:
     sample: int
     config: SampleConfig
     generator: torch.Generator
-    filtered: bool  # top-k or top-p: its logits go through filter_logits
+    sampler: Sampler  # its own step: a filtered row's logits go through sampler.scores
     steps: int = 0  # characters generated; a noise block begins at every NOISE_BLOCK of them
 
 
@@ -92,6 +92,7 @@ class Scheduler:
         # takes one view for all rows rather than gathering each row's place in its own block.
         self.noise = torch.zeros(rows, NOISE_BLOCK, V, device=self.device)
         self.tick = 0
+        self.filtered_rows = 0  # live rows whose sampler filters: none, and a step skips them all
         self._views: dict[int, LSTMStepper] = {}
         self.max_threads = torch.get_num_threads()  # for prompts and big steps (step_threads)
         self.hidden_size = model.config.hidden_size
@@ -177,15 +178,16 @@ class Scheduler:
         self._requests.add(request)
         job.emit_start()
         generators = sample_generators(config.seed, config.num_samples, self.device)
+        sampler = Sampler(config)  # settings only: its samples share it
         for sample, generator in enumerate(generators):
             i = len(self.live)
             for pool, own in zip(self.state, state, strict=True):
                 pool[:, i] = own
             self.logits[i] = logits.float()
-            if config.greedy:
+            if sampler.greedy:
                 self.noise[i].zero_()  # argmax of the logits themselves
-            filtered = config.top_k is not None or config.top_p is not None
-            self.live.append(_Row(request, sample, config, generator, filtered))
+            self.filtered_rows += sampler.filtered
+            self.live.append(_Row(request, sample, config, generator, sampler))
         if config.length == 0:
             first = len(self.live) - config.num_samples
             self._end_rows([(i, "length") for i in range(first, len(self.live))])
@@ -196,24 +198,24 @@ class Scheduler:
         if n == 0:
             return
         for i, row in enumerate(self.live):
-            if row.steps % NOISE_BLOCK == 0 and not row.config.greedy:  # its next noise block
+            if row.steps % NOISE_BLOCK == 0 and not row.sampler.greedy:  # its next noise block
                 steps = min(NOISE_BLOCK, row.config.length - row.steps)
-                block = draw_noise(row.generator, steps, 1, self.noise.shape[-1], row.config,
-                                   self.device)[:, 0]  # (steps, V)
+                block = row.sampler.noise(row.generator, steps, 1, self.noise.shape[-1],
+                                          self.device)[:, 0]  # (steps, V)
                 # Its j-th step reads column (tick + j) mod NOISE_BLOCK, as every row's does.
                 head = min(steps, NOISE_BLOCK - self.tick)
                 self.noise[i, self.tick : self.tick + head] = block[:head]
                 self.noise[i, : steps - head] = block[head:]
         logits = self.logits[:n]  # (n, V)
-        scores = logits
-        filtered = [i for i, row in enumerate(self.live) if row.filtered]
-        if filtered:
+        scores = logits  # unfiltered rows race their logits: the temperature is in their noise
+        if self.filtered_rows:
             scores = logits.clone()
-            for i in filtered:
-                scores[i] = filter_logits(logits[i : i + 1], self.live[i].config)[0]
+            for i, row in enumerate(self.live):
+                if row.sampler.filtered:  # its own settings, so one row at a time
+                    scores[i] = row.sampler.scores(logits[i : i + 1])[0]
         noise = self.noise[:n, self.tick]  # (n, V): each row's noise for this step; greedy rows hold zeros
         self.tick = (self.tick + 1) % NOISE_BLOCK
-        ids = torch.sub(scores, noise).argmax(dim=-1)  # (n,)
+        ids = race(scores, noise)  # (n,); not into the noise: greedy rows keep their zeros
         ended: list[tuple[int, str]] = []
         chars = self.vocab_chars
         for i, (row, next_id) in enumerate(zip(self.live, ids.tolist(), strict=True)):
@@ -244,6 +246,7 @@ class Scheduler:
         """
         for i, reason in sorted(ended, reverse=True):
             row = self.live[i]
+            self.filtered_rows -= row.sampler.filtered
             request = row.request
             held = request.ends.end(row.sample, reason)  # held back for a stop sequence that did not come
             if held:

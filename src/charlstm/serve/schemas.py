@@ -106,6 +106,8 @@ class GenerateRequestBase(BaseModel):
     top_k: int | None = Field(None, ge=1, description="Keep the k most likely characters.")
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
                                 description="Keep the smallest set whose probability reaches p.")
+    min_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
+                                description="Keep characters at least min_p times as likely as the best.")
     greedy: bool = Field(False, description="Always the most likely character (sampling fields ignored).")
     seed: int | None = Field(None, ge=0, lt=2**63,
                              description="Same seed, same text (default: drawn at random and reported).")
