@@ -28,19 +28,31 @@ def import_keras(
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a checkpoint file.")],
     out: Annotated[
-        Path, typer.Option(help="File to write (model.onnx, model.safetensors), or for hf a folder.")
+        Path, typer.Option(help="File to write (model.onnx, model.safetensors), or for hf, web a folder.")
     ],
-    format: Annotated[str, typer.Option("--format", help="onnx, safetensors or hf.")] = "onnx",
-    force: Annotated[bool, typer.Option(help="Write over an existing file (hf: into a non-empty folder).")
-                     ] = False,
+    format: Annotated[str, typer.Option("--format", help="onnx, safetensors, hf or web.")] = "onnx",
+    force: Annotated[bool, typer.Option(
+        help="Write over an existing file (hf, web: into a non-empty folder).")] = False,
+    weights: Annotated[str, typer.Option(help="web: f32, or f16 to halve the site.")] = "f32",
     allow_nonfinite: Annotated[bool, typer.Option(
         "--allow-nonfinite", help="Export weights that hold NaN or infinity (to inspect them).")] = False,
 ) -> None:
-    """Export for other runtimes: a single-step ONNX graph, weights + config + vocab, or a Hub folder."""
+    """Export for other runtimes: a single-step ONNX graph, weights + config + vocab, a Hub folder,
+    or a static web site that generates in the browser."""
+    from charlstm.errors import ConfigError
     from charlstm.interop.export import export as run_export
+    from charlstm.interop.web import export_web, folder_size
     from charlstm.runs.loading import load_model
 
-    path = run_export(load_model(run, allow_nonfinite=allow_nonfinite), format, out, force=force)
+    if format != "web" and weights != "f32":
+        raise ConfigError("weights f16 is for the web export only", hint="--format web, or no --weights")
+    loaded = load_model(run, allow_nonfinite=allow_nonfinite)
+    if format == "web":
+        path = export_web(loaded, out, force=force, weights=weights)
+        size = folder_size(path) / 1024
+        typer.echo(f"wrote {path} ({size:,.1f} KiB); open {path / 'index.html'}", err=True)
+        return
+    path = run_export(loaded, format, out, force=force)
     typer.echo(f"wrote {path}", err=True)
 
 
