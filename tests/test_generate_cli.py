@@ -221,3 +221,16 @@ def test_ctrl_c_at_the_prompt_ends_the_session_with_exit_0(run, monkeypatch):
     result = invoke(*TALK[:1], run, *TALK[1:])
     assert result.exit_code == 0, result.output
     assert result.stdout == ended_by_eof.stdout
+
+
+def test_best_of_prints_the_librarys_choice_whole(run):
+    from charlstm.generation.generators import generate_text
+    from charlstm.runs.loading import load_model
+
+    result = invoke("generate", run, "--prompt", PROMPT, "--length", "30", "--seed", "5", "--best-of", "3")
+    assert result.exit_code == 0, result.output
+    expected = generate_text(load_model(run), PROMPT, length=30, seed=5, best_of=3)[0]
+    assert result.stdout == PROMPT + expected + "\n"
+    assert_one_error(invoke("generate", run, "--prompt", PROMPT, "--best-of", "2", "--stop", "x"), 2,
+                     "no stop sequence")
+    assert_one_error(invoke("generate", run, "--best-of", "65"), 2, "best_of must be in")

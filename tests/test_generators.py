@@ -563,3 +563,33 @@ def test_a_tiny_temperature_filters_to_the_best_character_without_nan(temperatur
         kept = scores.isfinite()
         assert kept.sum(dim=-1).tolist() == [1] * 6  # only the best survives top-p at such a temperature
         assert torch.equal(scores.argmax(dim=-1), logits.argmax(dim=-1))
+
+
+def test_best_of_keeps_the_draw_the_model_finds_most_likely(stream_loaded_for_best_of):
+    from charlstm.generation.generators import continuation_logprobs
+
+    loaded = stream_loaded_for_best_of
+    draws = generate_text(loaded, "the ", length=30, num_samples=4, seed=9, temperature=1.5)
+    ids = torch.as_tensor(loaded.vocab.encode("the "))
+    scores = continuation_logprobs(loaded.model, ids, [loaded.vocab.encode(t) for t in draws])
+    assert generate_text(loaded, "the ", length=30, best_of=4, seed=9, temperature=1.5) == [
+        draws[max(range(4), key=scores.__getitem__)]]
+    # The score is the mean log-probability under the model, read naively in one pass.
+    text = draws[0]
+    full = torch.as_tensor(loaded.vocab.encode("the " + text))
+    with torch.no_grad():
+        logits, _ = loaded.model(full[None, :-1])
+    logp = logits[0].log_softmax(-1).gather(-1, full[1:, None])[:, 0][len("the ") - 1 :]
+    assert scores[0] == pytest.approx(logp.mean().item(), rel=1e-5)
+
+
+def test_best_of_needs_a_stream_model(tmp_path):
+    run = train_window_run(tmp_path / "w", write_text(tmp_path / "t.txt"))
+    with pytest.raises(ConfigError, match="stream model"):
+        generate_text(load_model(run), "the quick brown fox jumps over", length=5, best_of=2)
+
+
+@pytest.fixture(scope="module")
+def stream_loaded_for_best_of(tmp_path_factory):
+    root = tmp_path_factory.mktemp("best-of")
+    return load_model(train_stream_run(root / "run", write_text(root / "t.txt")))

@@ -75,6 +75,9 @@ def generate(
     if interactive:
         _interact(loaded, config, stops)
         return
+    if config.best_of > 1:
+        _print_best_of(loaded, prompt, prompt_file is not None, config, stops)
+        return
     used_prompt, steps = run_generate(loaded, prompt or None, config)
     if not prompt and loaded.framing.announces_default_prompt:
         typer.echo(f'Seed:\n"{used_prompt}"', err=True)
@@ -98,8 +101,12 @@ class ItemRequest:
 
 def _print_items(loaded: LoadedModel, config: SampleConfig, prompt: str, wanted: ItemRequest) -> None:
     """Whole items, one per line (items holding line breaks: a blank line between), or JSON lines."""
+    from charlstm.errors import ConfigError
     from charlstm.generation.items import generate_items
 
+    if config.best_of > 1:
+        raise ConfigError("best_of applies to running text; a list model's items are scored already "
+                          "(--json shows logprob)")
     draw = generate_items(loaded, wanted.count, config, prompt=prompt, labels=wanted.labels,
                           new_only=wanted.new_only, max_item_chars=wanted.max_item_chars)
     for item in draw.items:
@@ -115,6 +122,23 @@ def _print_items(loaded: LoadedModel, config: SampleConfig, prompt: str, wanted:
               f"({draw.new_share:.0%})")
     if len(draw.items) < wanted.count:
         _note(f"only {len(draw.items)} new items in {draw.drawn} draws")
+
+
+def _print_best_of(loaded: LoadedModel, prompt: str | None, from_file: bool, config: SampleConfig,
+                   stops: tuple[str, ...]) -> None:
+    """Best of K: every draw is scored once whole, so the kept samples are printed whole."""
+    from charlstm.errors import ConfigError
+    from charlstm.generation.generators import generate_best_of
+
+    if stops:
+        raise ConfigError("best_of compares whole draws; it takes no stop sequence")
+    used_prompt, texts = generate_best_of(loaded, prompt or None, config)
+    echoed = "" if from_file else used_prompt
+    if len(texts) == 1:
+        typer.echo(echoed + texts[0])
+        return
+    for i, text in enumerate(texts):
+        typer.echo(f"--- sample {i + 1} (best of {config.best_of}) ---\n{echoed}{text}")
 
 
 def _read_prompt_file(prompt_file: Path, prompt: str | None, interactive: bool) -> str:

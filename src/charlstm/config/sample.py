@@ -26,6 +26,9 @@ class SampleConfig:
     greedy: bool = field(default=False, metadata={
         "help": "Always the most likely character (the tutorial's argmax)."})
     num_samples: int = field(default=1, metadata={"help": "Samples generated together in one batch."})
+    best_of: int = field(default=1, metadata={
+        "help": "Draw this many for each sample and keep the one with the highest mean "
+                "log-probability under the model (stream models; printed whole, not streamed)."})
     seed: int | None = field(default=None, metadata={
         "help": "Seed of the draws; unset: a fresh random seed, reported so it can be reused."})
     unknown: UnknownPolicy = field(default=UnknownPolicy.ERROR, metadata={
@@ -60,5 +63,6 @@ SAMPLE_RANGES = {
     "top_k": Range(1, 65_536), "top_p": Range(0, 1, low_open=True),
     "min_p": Range(0, 1, low_open=True),  # 1: only the best (and its ties); near 0: all
     "num_samples": Range(1, 10_000),  # one batch: each sample is a row of state in memory
+    "best_of": Range(1, 64),  # best_of x num_samples rows are drawn together
     "seed": Range(0, 2**63, high_open=True),  # torch's seeds; the service takes the same
 }

@@ -8,17 +8,18 @@ the last ``seq_len`` characters for every new one. What is chosen is sampling's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.data.cleaning import clean_prompt
-from charlstm.errors import CorpusError
+from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing import Framing, Reader
 from charlstm.generation.sampling import Sampler, draw_seed, sample_generators
 from charlstm.generation.threads import intra_op_threads, step_threads
-from charlstm.model.network import CharLSTM
+from charlstm.model.network import CharLSTM, prime
 from charlstm.runs.loading import LoadedModel
 
 NOISE_BLOCK = 256  # steps of sampling noise drawn per call
@@ -106,6 +107,8 @@ def prompt_ids(loaded: LoadedModel, prompt: str | None, config: SampleConfig,
 def generate_text(loaded: LoadedModel, prompt: str | None = None, **settings) -> list[str]:
     """Generate whole samples (prompt excluded); ``settings`` are SampleConfig fields."""
     config = SampleConfig(**settings)
+    if config.best_of > 1:
+        return generate_best_of(loaded, prompt, config)[1]
     _, steps = generate(loaded, prompt, config)
     return collect_samples(steps, config.num_samples)
 
@@ -121,3 +124,44 @@ def collect_samples(steps: Iterable[list[str]], num_samples: int,
             break
     return ["".join(s) for s in samples]
 
+
+# Best of K: draw K continuations for each sample and keep the one the model finds most likely:
+# the mean log-probability per character of the continuation under the model itself
+# (temperature 1, no filter), given the prompt, as OpenAI's best_of chooses. Draw j of sample i
+# is the library's sample i * K + j of the same seed: the draws generate_text makes with
+# num_samples = n * K.
+
+
+def generate_best_of(loaded: LoadedModel, prompt: str | None, config: SampleConfig) -> tuple[str, list[str]]:
+    """The prompt used and ``config.num_samples`` samples, each the best of ``config.best_of`` draws."""
+    if not loaded.framing.carries_state:
+        raise ConfigError("best_of scores each draw as one stream from the prompt: it needs a stream model")
+    k, n = config.best_of, config.num_samples
+    drawn = replace(config, num_samples=n * k, best_of=1)
+    prompt_text, steps = generate(loaded, prompt, drawn)
+    texts = collect_samples(steps, n * k)
+    ids = torch.as_tensor(loaded.vocab.encode(prompt_text))
+    scores = continuation_logprobs(loaded.model, ids, [loaded.vocab.encode(t) for t in texts])
+    best = [max(range(i * k, (i + 1) * k), key=lambda j: scores[j]) for i in range(n)]
+    return prompt_text, [texts[j] for j in best]
+
+
+@torch.inference_mode()
+def continuation_logprobs(model: CharLSTM, prompt: torch.Tensor, continuations: list) -> list[float]:
+    """Mean log-probability per character of each continuation (equal lengths) after a (P,) prompt."""
+    if not continuations or len(continuations[0]) == 0:
+        return [0.0] * len(continuations)
+    was_training = model.training
+    model.eval()
+    try:
+        device = model.head.weight.device
+        conts = torch.as_tensor(np.stack(continuations), dtype=torch.long, device=device)  # (R, L)
+        rows = conts.shape[0]
+        first, state = prime(model, prompt[None].to(device))  # (1, V): the prompt read once
+        state = tuple(s.expand(-1, rows, -1).contiguous() for s in state)
+        rest, _ = model(conts[:, :-1], state)  # (R, L-1, V)
+        logits = torch.cat([first.float().expand(rows, -1)[:, None], rest.float()], dim=1)  # (R, L, V)
+        picked = logits.log_softmax(-1).gather(-1, conts[..., None])[..., 0]  # (R, L)
+    finally:
+        model.train(was_training)
+    return picked.mean(dim=1).tolist()
