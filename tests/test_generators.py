@@ -593,3 +593,22 @@ def test_best_of_needs_a_stream_model(tmp_path):
 def stream_loaded_for_best_of(tmp_path_factory):
     root = tmp_path_factory.mktemp("best-of")
     return load_model(train_stream_run(root / "run", write_text(root / "t.txt")))
+
+
+def _has_repeat(text: str, n: int = 20) -> bool:
+    seen: set[str] = set()
+    for i in range(len(text) - n + 1):
+        if text[i : i + n] in seen:
+            return True
+        seen.add(text[i : i + n])
+    return False
+
+
+def test_the_repeat_penalty_breaks_the_loop_of_a_model_that_loops(stream_loaded_for_best_of):
+    loaded = stream_loaded_for_best_of  # a few steps of training: greedy text loops
+    plain = generate_text(loaded, "the ", length=200, greedy=True)[0]
+    assert _has_repeat(plain)
+    for multiplier in (0.8, 2.0):
+        checked = generate_text(loaded, "the ", length=200, greedy=True, dry_multiplier=multiplier,
+                                dry_allowed_length=8)[0]
+        assert not _has_repeat(checked), checked

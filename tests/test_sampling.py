@@ -98,3 +98,23 @@ def test_min_p_composes_with_top_k_and_top_p():
 def test_min_p_outside_0_1_is_refused(min_p):
     with pytest.raises(ConfigError, match="min_p"):
         SampleConfig(min_p=min_p)
+
+
+def test_the_repeat_penalty_hits_the_character_that_would_extend_a_long_repeat():
+    from charlstm.generation.sampling import RepeatPenalty
+
+    ids = [ord(c) for c in "xabcdefyabcde"]  # "abcde" said again: "f" would make it 6 long
+    assert RepeatPenalty(1.0, 2.0, 3).penalties(ids) == {ord("f"): 1.0 * 2.0 ** (5 - 3)}
+    assert RepeatPenalty(1.0, 2.0, 6).penalties(ids) == {}  # a repeat of 5 is allowed at 6
+    logits = torch.zeros(2, 128)
+    out = RepeatPenalty(1.0, 2.0, 3).apply(logits, [ids, [1, 2, 3]])
+    assert out[0, ord("f")] == -4.0 and out[0].count_nonzero() == 1 and out[1].count_nonzero() == 0
+    assert logits.count_nonzero() == 0  # the caller's logits are left as they were
+
+
+def test_the_repeat_penalty_is_off_unless_set():
+    from charlstm.config.sample import SampleConfig
+    from charlstm.generation.sampling import Sampler
+
+    assert Sampler(SampleConfig()).repeat is None and not Sampler(SampleConfig()).filtered
+    assert Sampler(SampleConfig(dry_multiplier=0.8)).filtered

@@ -23,6 +23,14 @@ class SampleConfig:
     min_p: float | None = field(default=None, metadata={
         "help": "Keep the characters at least min_p times as likely as the most likely one, after "
                 "the temperature (unset: all)."})
+    dry_multiplier: float | None = field(default=None, metadata={
+        "help": "Repetition control (DRY): penalise the character that would extend a repeat of an "
+                "earlier stretch longer than dry_allowed_length by this x dry_base^(excess) "
+                "(unset: off; 0.8 is a good start)."})
+    dry_base: float = field(default=1.75, metadata={
+        "help": "How fast the DRY penalty grows with the repeat's length."})
+    dry_allowed_length: int = field(default=12, metadata={
+        "help": "Repeats up to this many characters go unpenalised (words and phrases recur)."})
     greedy: bool = field(default=False, metadata={
         "help": "Always the most likely character (the tutorial's argmax)."})
     num_samples: int = field(default=1, metadata={"help": "Samples generated together in one batch."})
@@ -63,6 +71,8 @@ SAMPLE_RANGES = {
     "top_k": Range(1, 65_536), "top_p": Range(0, 1, low_open=True),
     "min_p": Range(0, 1, low_open=True),  # 1: only the best (and its ties); near 0: all
     "num_samples": Range(1, 10_000),  # one batch: each sample is a row of state in memory
-    "best_of": Range(1, 64),  # best_of x num_samples rows are drawn together
+    "best_of": Range(1, 64),
+    "dry_multiplier": Range(0, 100, low_open=True), "dry_base": Range(1, 10, low_open=True),
+    "dry_allowed_length": Range(1, 1000),  # best_of x num_samples rows are drawn together
     "seed": Range(0, 2**63, high_open=True),  # torch's seeds; the service takes the same
 }

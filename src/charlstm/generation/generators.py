@@ -48,17 +48,20 @@ def continue_ids(
         if framing.single_steps and device.type == "cpu":  # a window's re-reading is no small step
             threads = step_threads(config.num_samples, model.config.hidden_size, most=threads)
         with intra_op_threads(threads):
-            yield from _sample_steps(reader, config, generator, device)
+            yield from _sample_steps(reader, config, generator, device, prompt)
     finally:
         model.train(was_training)
 
 
 def _sample_steps(reader: Reader, config: SampleConfig,
                   generator: torch.Generator | Sequence[torch.Generator],
-                  device: torch.device) -> Iterator[torch.Tensor]:
+                  device: torch.device, prompt: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """continue_ids' loop: sample, yield, advance."""
     sampler = Sampler(config)
     next_ids = sampler.next_ids  # bound once: at batch 1 every call counts
+    # Each row's text so far, which only the repetition control reads (kept only when it is on).
+    tail = prompt[-sampler.repeat.WINDOW :].tolist() if sampler.repeat and prompt is not None else []
+    histories = [list(tail) for _ in range(config.num_samples)] if sampler.repeat else None
     B, V = config.num_samples, reader.logits.shape[-1]
     noise_rows: Sequence[torch.Tensor | None] = [None] * NOISE_BLOCK  # greedy draws no noise
     for start in range(0, config.length, NOISE_BLOCK):
@@ -70,7 +73,10 @@ def _sample_steps(reader: Reader, config: SampleConfig,
                 noise = torch.cat([sampler.noise(g, steps, 1, V, device) for g in generator], dim=1)
             noise_rows = noise.unbind(0)
         for t in range(steps):
-            ids = next_ids(reader.logits, noise_rows[t])  # (B,)
+            ids = next_ids(reader.logits, noise_rows[t], histories)  # (B,)
+            if histories is not None:
+                for history, next_id in zip(histories, ids.tolist(), strict=True):
+                    history.append(next_id)
             yield ids
             reader.advance(ids)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 
 import torch
 
@@ -25,8 +26,11 @@ class Sampler:
     def __init__(self, config: SampleConfig):
         self.temperature, self.greedy = config.temperature, config.greedy
         self.top_k, self.top_p, self.min_p = config.top_k, config.top_p, config.min_p
+        self.repeat = None if config.dry_multiplier is None else RepeatPenalty(
+            config.dry_multiplier, config.dry_base, config.dry_allowed_length)
         # Filtered: ``scores`` has work to do every step. Greedy needs none (the filters keep the best).
-        self.filtered = not self.greedy and (self.top_k, self.top_p, self.min_p) != (None, None, None)
+        self.filtered = not self.greedy and (
+            (self.top_k, self.top_p, self.min_p) != (None, None, None) or self.repeat is not None)
 
     def noise(self, generator: torch.Generator, steps: int, rows: int, vocab: int,
               device: torch.device | str = "cpu") -> torch.Tensor:
@@ -39,7 +43,7 @@ class Sampler:
             noise.mul_(self.temperature)
         return noise
 
-    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+    def scores(self, logits: torch.Tensor, histories: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
         """What the race compares, (B, V) -> (B, V): ``logits / T`` with what the filters drop at -inf.
 
         Unfiltered, the logits themselves (the temperature is in the noise); may return ``logits``
@@ -48,6 +52,8 @@ class Sampler:
         if not self.filtered:
             return logits
         logits = logits.float()
+        if self.repeat is not None and histories is not None:
+            logits = self.repeat.apply(logits, histories)  # on the raw logits, before the temperature
         if self.temperature != 1.0:
             # The best at 0 first: at a tiny temperature l / T overflows to inf, and top-p's softmax
             # would turn inf - inf into NaN; shifted, the others only fall towards -inf.
@@ -68,15 +74,66 @@ class Sampler:
             logits = logits.masked_fill(logits < floor, float("-inf"))
         return logits
 
-    def next_ids(self, logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def next_ids(self, logits: torch.Tensor, noise: torch.Tensor,
+                 histories: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
         """The next id of each row of (B, V) ``logits``, with this step's (B, V) ``noise`` (overwritten).
 
-        Greedy reads no noise: ``noise`` may then be None.
+        Greedy reads no noise: ``noise`` may then be None. ``histories``: each row's text so far
+        (ids), which the repetition control reads.
         """
         if self.greedy:
+            if self.repeat is not None and histories is not None:
+                logits = self.repeat.apply(logits.float(), histories)
             return logits.argmax(dim=-1)
-        scores = self.scores(logits) if self.filtered else logits  # at batch 1 each call counts
+        scores = self.scores(logits, histories) if self.filtered else logits  # at batch 1 each call counts
         return race(scores, noise, out=noise)
+
+
+class RepeatPenalty:
+    """DRY ("don't repeat yourself") for characters: a penalty on the character that would extend
+    a repeat of an earlier stretch of the text beyond ``allowed`` characters.
+
+    A per-character frequency penalty would punish every common letter ('e', ' ') and wreck the
+    text; what loops look like in a character model is a long stretch said again. For each
+    earlier place where the last character occurred, the match length k is how far the text
+    before it equals the text now; the character that followed there would make the repeat
+    k + 1 long, and is penalised ``multiplier * base ** (k - allowed)`` once k reaches
+    ``allowed``. Only the last ``WINDOW`` characters are searched (a Python loop per row: on,
+    it costs time; off, nothing).
+    """
+
+    WINDOW = 512
+
+    def __init__(self, multiplier: float, base: float, allowed: int):
+        self.multiplier, self.base, self.allowed = multiplier, base, allowed
+
+    def penalties(self, history: Sequence[int]) -> dict[int, float]:
+        """Character id -> how much to lower its logit after ``history``."""
+        h = list(history[-self.WINDOW :])
+        n, longest = len(h), {}
+        for j in range(n - 2, -1, -1):  # earlier places of the last character
+            if h[j] != h[-1]:
+                continue
+            k = 1
+            while k <= j and h[j - k] == h[n - 1 - k]:
+                k += 1
+            nxt = h[j + 1]
+            if k > longest.get(nxt, 0):
+                longest[nxt] = k
+        return {c: self.multiplier * self.base ** (k - self.allowed)
+                for c, k in longest.items() if k >= self.allowed}
+
+    def apply(self, logits: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(B, V) logits less each row's penalties; a new tensor when any applies."""
+        copied = False
+        for row, history in enumerate(histories):
+            penalties = self.penalties(history)
+            if penalties:
+                if not copied:  # the caller's logits may be the model's own: never written into
+                    logits, copied = logits.clone(), True
+                ids = torch.tensor(list(penalties), device=logits.device)
+                logits[row, ids] -= torch.tensor(list(penalties.values()), device=logits.device)
+        return logits
 
 
 def race(scores: torch.Tensor, noise: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
