@@ -46,7 +46,7 @@ from charlstm.config.corpus import CorpusConfig
 from charlstm.config.sample import SampleConfig
 from charlstm.data.prepared import PreparedData
 from charlstm.data.sources import load_text
-from charlstm.framing.items import IGNORE, evaluate_items, item_bounds
+from charlstm.framing.items import IGNORE, decode_items, evaluate_items
 from charlstm.generation.items import generate_items
 from charlstm.model.runtime import resolve_device
 from charlstm.runs.loading import load_model
@@ -139,13 +139,10 @@ class Split:
 
 
 def read_split(data: PreparedData) -> Split:
-    chars, info = data.vocab.chars, data.items
-    parts = {}
+    info, parts = data.items, {}
     for name in ("train", "val"):
-        ids = np.asarray(data.split(name))
-        starts, ends = item_bounds(ids)
-        texts = [data.vocab.decode(ids[s + 1 : e].tolist()) for s, e in zip(starts, ends, strict=True)]
-        parts[name] = texts, [info.label_of(chars[ids[s]]) for s in starts]
+        items = decode_items(data.split(name), data.vocab)
+        parts[name] = [text for _, text in items], [info.label_of(start) for start, _ in items]
     return Split(*parts["train"], *parts["val"], list(info.labels))
 
 

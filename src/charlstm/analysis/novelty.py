@@ -41,7 +41,7 @@ import numpy as np
 
 from charlstm.data.prepared import open_prepared
 from charlstm.errors import ConfigError, CorpusError
-from charlstm.framing.items import item_bounds
+from charlstm.framing.items import decode_items
 from charlstm.generation.items import Item, ItemDraw, items_info
 from charlstm.runs.folder import data_dir
 from charlstm.runs.loading import LoadedModel
@@ -208,14 +208,8 @@ def list_items(loaded: LoadedModel) -> ListItems:
     data = open_prepared(data_dir(run_dir))
     found: dict[str, list[tuple[str, str | None]]] = {}
     for split in ("train", "val", "test"):
-        ids = np.asarray(data.split(split))
-        if len(ids) == 0:
-            found[split] = []
-            continue
-        text = loaded.vocab.decode(ids)  # one character per id: string index == id index
-        starts, ends = item_bounds(ids)
-        found[split] = [(text[s + 1 : e], info.label_of(text[s]))
-                        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        found[split] = [(text, info.label_of(start))
+                        for start, text in decode_items(data.split(split), loaded.vocab)]
     train = {item for item, _ in found["train"]}
     labels_of: dict[str, set[str | None]] = {}
     for item, label in (pair for pairs in found.values() for pair in pairs):

@@ -16,7 +16,6 @@ is Bayes' rule, p(l | item) = p(item | l) p(l) / p(item), p(l) from the training
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
@@ -32,12 +31,11 @@ from charlstm.data.vocab import Vocab
 from charlstm.errors import ConfigError, CorpusError, UnknownCharactersError
 from charlstm.framing.items import item_bounds, pad_items
 from charlstm.framing.stream import EVAL_CHUNK
-from charlstm.generation.items import items_info, score_items
+from charlstm.generation.items import SCORE_ITEMS, items_info, score_items
 from charlstm.model.loss import NATS_TO_BITS
-from charlstm.model.network import CharLSTM
+from charlstm.model.network import CharLSTM, evaluating
 from charlstm.runs.loading import LoadedModel
 
-ITEM_BATCH = 256  # items (or item-label pairs) per forward pass: bounds the (B, T, V) logits
 MAX_TOP = 10  # alternatives per position at most
 
 
@@ -173,7 +171,7 @@ def score_records(loaded: LoadedModel, records: Iterable[Record], *, top: int = 
     marginal = [k for k, r in enumerate(records) if r.label is None and info.labels]
     direct = sorted(set(range(len(records))) - set(marginal))
     totals, given = np.zeros(len(records)), [r.label for r in records]
-    totals[direct] = item_logprobs(loaded, [(given[k], records[k].text) for k in direct])
+    totals[direct] = score_items(loaded, [(given[k], records[k].text) for k in direct])
     if marginal:
         joint = _joint(loaded, info, [records[k].text for k in marginal])  # (N, L)
         totals[marginal] = np.logaddexp.reduce(joint, axis=1)
@@ -227,18 +225,12 @@ def encode(vocab: Vocab, text: str, unknown: str, replacement: str | None, where
 def stream_positions(model: CharLSTM, ids: np.ndarray, top: int = 0) -> Positions:
     """Every prediction of ``ids`` read as one stream from a zero state, ``EVAL_CHUNK`` at a time."""
     device, parts, state = model.head.weight.device, [], None
-    with _eval_mode(model):
+    with evaluating(model):
         for start in range(0, len(ids) - 1, EVAL_CHUNK):
             stop = min(start + EVAL_CHUNK, len(ids) - 1)
             logits, state = model(torch.from_numpy(ids[None, start:stop]).to(device), state)  # (1, T, V)
             parts.append(_positions(logits[0], torch.from_numpy(ids[start + 1 : stop + 1]).to(device), top))
     return Positions.concat(parts)
-
-
-def item_logprobs(loaded: LoadedModel, pairs: Sequence[tuple[str | None, str]]) -> list[float]:
-    """``generation.items.score_items`` on (label, text) pairs, ``ITEM_BATCH`` at a time."""
-    return [score for first in range(0, len(pairs), ITEM_BATCH)
-            for score in score_items(loaded, pairs[first : first + ITEM_BATCH])]
 
 
 @torch.no_grad()
@@ -247,9 +239,9 @@ def item_positions(loaded: LoadedModel, pairs: Sequence[tuple[str | None, str]],
     """Each (label, text) item's predictions: its characters, then its end."""
     info, vocab, model = items_info(loaded), loaded.vocab, loaded.model
     device, found = model.head.weight.device, []
-    with _eval_mode(model):
-        for first in range(0, len(pairs), ITEM_BATCH):
-            chunk = pairs[first : first + ITEM_BATCH]
+    with evaluating(model):
+        for first in range(0, len(pairs), SCORE_ITEMS):
+            chunk = pairs[first : first + SCORE_ITEMS]
             ids = np.concatenate([np.append(vocab.encode(info.symbol(label) + text), END_ID)
                                   for label, text in chunk])
             x, y = pad_items(ids, *item_bounds(ids))
@@ -282,18 +274,9 @@ def _clean(vocab: Vocab, record: Record, unknown: str, replacement: str | None) 
 def _joint(loaded: LoadedModel, info: ItemsInfo, texts: Sequence[str]) -> np.ndarray:
     """log p(item, label) = log p(item | label) + log p(label): (N, L) for N texts, L labels."""
     pairs = [(label, text) for text in texts for label in info.labels]
-    loglik = np.asarray(item_logprobs(loaded, pairs), dtype=np.float64).reshape(len(texts), len(info.labels))
+    loglik = np.asarray(score_items(loaded, pairs), dtype=np.float64).reshape(len(texts), len(info.labels))
     counts = np.asarray(info.label_counts, dtype=np.float64)
     if len(counts) != len(info.labels) or counts.sum() <= 0:  # no counts recorded: a uniform prior
         counts = np.ones(len(info.labels))
     with np.errstate(divide="ignore"):  # a label with no training item: prior 0, never chosen
         return loglik + np.log(counts / counts.sum())
-
-
-@contextmanager
-def _eval_mode(model: CharLSTM) -> Iterator[CharLSTM]:
-    was_training = model.training
-    try:
-        yield model.eval()
-    finally:
-        model.train(was_training)

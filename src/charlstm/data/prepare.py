@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from charlstm.config.corpus import CorpusConfig
 from charlstm.config.train import check_split_fractions
-from charlstm.data.prepared import META_FILE, SPLITS, PreparedData
+from charlstm.data.prepared import SPLITS, PreparedData
 from charlstm.data.sources import iter_clean, list_sources
 from charlstm.data.vocab import Vocab
-from charlstm.data.writer import SplitWriter, id_dtype, prepared_meta, split_sizes
-from charlstm.errors import CheckpointError, CorpusError
+from charlstm.data.writer import SplitWriter, check_out_dir, id_dtype, prepared_meta, split_sizes
+from charlstm.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,7 @@ def prepare_corpus(
     """
     out_dir, corpus = Path(out_dir), corpus or CorpusConfig()
     check_split_fractions(val_fraction, test_fraction)  # before a pass over a corpus of any size
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
-    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
-        held = "prepared data" if (out_dir / META_FILE).exists() else "files"
-        raise CheckpointError(f"{out_dir} already holds {held}; choose another folder, or --force to write "
-                              "over it", hint="another --out, or --force")
+    check_out_dir(out_dir, force)
     files = list_sources(sources)
     total_bytes = sum(p.stat().st_size for p in files)
 

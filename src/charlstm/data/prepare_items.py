@@ -24,8 +24,8 @@ from charlstm.data.items import ItemsInfo, split_draws, split_of
 from charlstm.data.prepared import META_FILE, SPLITS, PreparedData
 from charlstm.data.records import END, LABEL_BASE, START, Record, iter_records
 from charlstm.data.vocab import Vocab
-from charlstm.data.writer import id_dtype, prepared_meta
-from charlstm.errors import CheckpointError, CorpusError
+from charlstm.data.writer import check_out_dir, id_dtype, prepared_meta
+from charlstm.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def prepare_items(
     labels keep their ids; new characters and labels follow.
     """
     out_dir = Path(out_dir)
-    _check_out(out_dir, force)
+    check_out_dir(out_dir, force)
+    out_dir.mkdir(parents=True, exist_ok=True)
     census = _count(sources, corpus, val_fraction, test_fraction, seed, progress_bar)
     info = _labels(corpus, census, base_items)
     symbols = [chr(LABEL_BASE + k) for k in range(len(info.labels))]
@@ -117,15 +118,6 @@ def _write(sources: Sequence[str | Path], corpus: CorpusConfig, out_dir: Path, i
     finally:
         for f in files.values():
             f.close()
-
-
-def _check_out(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
-    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
-        raise CheckpointError(f"{out_dir} already holds files; choose another folder, or --force to write "
-                              "over it", hint="another --out, or --force")
-    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _count(sources: Sequence[str | Path], corpus: CorpusConfig, val_fraction: float, test_fraction: float,

@@ -31,7 +31,7 @@ import itertools
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,30 +60,11 @@ class Record:
     where: str  # "path:line N" or, for csv/tsv, "path:row N" (the header is row 1); for messages
 
 
-def list_record_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders into their .txt/.csv/.tsv/.jsonl files (sorted); check every path exists."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            if not found:
-                raise CorpusError(f"{path}: directory holds no {', '.join(SUFFIXES)} files")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise CorpusError(f"{path}: {sources._not_a_file(path)}")
-    if not files:
-        raise CorpusError("no input text given")
-    return files
-
-
 def iter_records(paths: Sequence[str | Path], corpus: CorpusConfig) -> Iterator[Record]:
     """Every item of the files (folders: their files, sorted), in file order, streamed."""
     if corpus.records is None:
         raise ConfigError("reading items needs records set: lines, paragraphs, csv, tsv or jsonl")
-    files = list_record_files(paths)
+    files = sources.list_sources(paths, SUFFIXES)
     read = _READERS[corpus.records]
     found = False
     for path in files:

@@ -53,15 +53,15 @@ def default_corpus_path() -> Path:
     return Path(str(resources.files("charlstm.data") / "default_corpus" / "wonderland.txt"))
 
 
-def list_sources(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into their ``.txt`` files (sorted); check every path exists."""
+def list_sources(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".txt",)) -> list[Path]:
+    """Expand directories into their files ending in ``suffixes`` (sorted); check every path exists."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix in suffixes and p.is_file())
             if not found:
-                raise CorpusError(f"{path}: directory holds no .txt files")
+                raise CorpusError(f"{path}: directory holds no {', '.join(suffixes)} files")
             files.extend(found)
         elif path.is_file():
             files.append(path)

@@ -16,7 +16,17 @@ import numpy as np
 from charlstm.config.train import check_split_fractions
 from charlstm.data.prepared import META_FILE, SPLITS, PreparedData
 from charlstm.data.vocab import Vocab
-from charlstm.errors import CorpusError
+from charlstm.errors import CheckpointError, CorpusError
+
+
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    """Refuse to prepare into a file, or into a folder that holds anything, unless ``force``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"{out_dir} exists and is not a folder; choose another --out")
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        held = "prepared data" if (out_dir / META_FILE).exists() else "files"
+        raise CheckpointError(f"{out_dir} already holds {held}; choose another folder, or --force to write "
+                              "over it", hint="another --out, or --force")
 
 
 def id_dtype(vocab_size: int) -> np.dtype:

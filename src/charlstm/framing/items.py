@@ -28,7 +28,7 @@ from charlstm.errors import CorpusError
 from charlstm.framing.base import Batch, Framing, progress_bar
 from charlstm.framing.stream import StreamReader
 from charlstm.model.loss import EvalResult, char_loss
-from charlstm.model.network import CharLSTM, State
+from charlstm.model.network import CharLSTM, State, evaluating
 
 IGNORE = -100  # the target of a padded position: cross_entropy's ignore_index
 EVAL_ITEMS = 256  # items scored per forward pass
@@ -76,6 +76,16 @@ def item_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise CorpusError("these ids are not a list of items (they must end with an item's end)")
     starts = np.concatenate([[0], ends[:-1] + 1])
     return starts, ends
+
+
+def decode_items(ids: np.ndarray, vocab: Vocab) -> list[tuple[str, str]]:
+    """Each item of ``ids`` as (its start or label symbol, its text), decoded in one pass."""
+    ids = np.asarray(ids)
+    if len(ids) == 0:
+        return []
+    text = vocab.decode(ids)  # one character per id: a string index is an id index
+    starts, ends = item_bounds(ids)
+    return [(text[s], text[s + 1 : e]) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def pad_items(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,16 +144,14 @@ def evaluate_items(model: CharLSTM, ids: np.ndarray, *, device: torch.device, ma
         keep = int(np.searchsorted(np.cumsum(ends - starts), max_chars)) + 1
         starts, ends = starts[:keep], ends[:keep]
     by_length = np.argsort(ends - starts, kind="stable")  # similar lengths together: little padding
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), device=device, dtype=torch.float64)
-    count = 0
-    for first in progress_bar(range(0, len(starts), EVAL_ITEMS), progress, unit_scale=EVAL_ITEMS):
-        chosen = by_length[first : first + EVAL_ITEMS]
-        x, y = (t.to(device) for t in pad_items(ids, starts[chosen], ends[chosen]))
-        logits, _ = model(x)  # (B, T, V)
-        scored = int((y != IGNORE).sum())
-        total += char_loss(logits, y).double() * scored
-        count += scored
-    model.train(was_training)
+    with evaluating(model):
+        total = torch.zeros((), device=device, dtype=torch.float64)
+        count = 0
+        for first in progress_bar(range(0, len(starts), EVAL_ITEMS), progress, unit_scale=EVAL_ITEMS):
+            chosen = by_length[first : first + EVAL_ITEMS]
+            x, y = (t.to(device) for t in pad_items(ids, starts[chosen], ends[chosen]))
+            logits, _ = model(x)  # (B, T, V)
+            scored = int((y != IGNORE).sum())
+            total += char_loss(logits, y).double() * scored
+            count += scored
     return EvalResult(loss=float(total) / count, characters=count)

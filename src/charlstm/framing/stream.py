@@ -28,7 +28,7 @@ from charlstm.data.vocab import Vocab
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.base import Batch, Framing, progress_bar
 from charlstm.model.loss import EvalResult, char_loss
-from charlstm.model.network import CharLSTM, State, detach_state, prime
+from charlstm.model.network import CharLSTM, State, detach_state, evaluating, prime
 from charlstm.model.stepper import LSTMStepper, supports_fast_steps
 
 EVAL_ROWS = 16  # parallel rows for stream scoring; each starts from a zero state
@@ -131,17 +131,15 @@ def evaluate_stream(
     n = rows * row_len
     # Views of the (memory-mapped) ids: each chunk is read when it is scored.
     inputs, targets = ids[:n].reshape(rows, row_len), ids[1 : n + 1].reshape(rows, row_len)
-    was_training = model.training
-    model.eval()
-    state = model.init_state(rows, device)
-    total = torch.zeros((), device=device, dtype=torch.float64)
-    for start in progress_bar(range(0, row_len, EVAL_CHUNK), progress, unit_scale=rows * EVAL_CHUNK):
-        cols = slice(start, start + EVAL_CHUNK)
-        x, y = to_tensor(inputs[:, cols]).to(device), to_tensor(targets[:, cols]).to(device)
-        logits, state = model(x, state)  # (rows, chunk, V)
-        state = detach_state(state)
-        total += char_loss(logits, y).double() * y.numel()
-    model.train(was_training)
+    with evaluating(model):
+        state = model.init_state(rows, device)
+        total = torch.zeros((), device=device, dtype=torch.float64)
+        for start in progress_bar(range(0, row_len, EVAL_CHUNK), progress, unit_scale=rows * EVAL_CHUNK):
+            cols = slice(start, start + EVAL_CHUNK)
+            x, y = to_tensor(inputs[:, cols]).to(device), to_tensor(targets[:, cols]).to(device)
+            logits, state = model(x, state)  # (rows, chunk, V)
+            state = detach_state(state)
+            total += char_loss(logits, y).double() * y.numel()
     return EvalResult(loss=float(total) / n, characters=n)
 
 

@@ -16,7 +16,7 @@ from charlstm.data.prepared import to_tensor
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.base import Batch, Framing, progress_bar
 from charlstm.model.loss import EvalResult, char_loss
-from charlstm.model.network import CharLSTM, State
+from charlstm.model.network import CharLSTM, State, evaluating
 
 
 class WindowFraming(Framing):
@@ -123,16 +123,14 @@ def evaluate_windows(
     if max_windows is not None and max_windows < num_windows:
         starts = np.linspace(0, num_windows - 1, max_windows).astype(np.int64)
     offsets = np.arange(seq_len)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for begin in progress_bar(range(0, len(starts), batch_size), progress, unit_scale=batch_size):
-        batch_starts = starts[begin : begin + batch_size]
-        x = to_tensor(ids[batch_starts[:, None] + offsets]).to(device)  # (B, T)
-        y = to_tensor(ids[batch_starts + seq_len]).to(device)  # (B,)
-        logits, _ = model(x)
-        total += float(char_loss(logits[:, -1], y)) * len(batch_starts)
-    model.train(was_training)
+    with evaluating(model):
+        total = 0.0
+        for begin in progress_bar(range(0, len(starts), batch_size), progress, unit_scale=batch_size):
+            batch_starts = starts[begin : begin + batch_size]
+            x = to_tensor(ids[batch_starts[:, None] + offsets]).to(device)  # (B, T)
+            y = to_tensor(ids[batch_starts + seq_len]).to(device)  # (B,)
+            logits, _ = model(x)
+            total += float(char_loss(logits[:, -1], y)) * len(batch_starts)
     return EvalResult(loss=total / len(starts), characters=len(starts))
 
 

@@ -19,7 +19,7 @@ from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing import Framing, Reader
 from charlstm.generation.sampling import Sampler, draw_seed, sample_generators
 from charlstm.generation.threads import intra_op_threads, step_threads
-from charlstm.model.network import CharLSTM, prime
+from charlstm.model.network import CharLSTM, evaluating, prime
 from charlstm.runs.loading import LoadedModel
 
 NOISE_BLOCK = 256  # steps of sampling noise drawn per call
@@ -39,9 +39,7 @@ def continue_ids(
     the prompt once, then one step per character; window: the last window re-read); this
     loop samples, with noise drawn a block of steps at a time.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         reader = framing.reader(model, prompt, config.num_samples)
         device = model.head.weight.device
         threads = torch.get_num_threads()
@@ -49,8 +47,6 @@ def continue_ids(
             threads = step_threads(config.num_samples, model.config.hidden_size, most=threads)
         with intra_op_threads(threads):
             yield from _sample_steps(reader, config, generator, device, prompt)
-    finally:
-        model.train(was_training)
 
 
 def _sample_steps(reader: Reader, config: SampleConfig,
@@ -157,9 +153,7 @@ def continuation_logprobs(model: CharLSTM, prompt: torch.Tensor, continuations: 
     """Mean log-probability per character of each continuation (equal lengths) after a (P,) prompt."""
     if not continuations or len(continuations[0]) == 0:
         return [0.0] * len(continuations)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         device = model.head.weight.device
         conts = torch.as_tensor(np.stack(continuations), dtype=torch.long, device=device)  # (R, L)
         rows = conts.shape[0]
@@ -168,6 +162,4 @@ def continuation_logprobs(model: CharLSTM, prompt: torch.Tensor, continuations: 
         rest, _ = model(conts[:, :-1], state)  # (R, L-1, V)
         logits = torch.cat([first.float().expand(rows, -1)[:, None], rest.float()], dim=1)  # (R, L, V)
         picked = logits.log_softmax(-1).gather(-1, conts[..., None])[..., 0]  # (R, L)
-    finally:
-        model.train(was_training)
     return picked.mean(dim=1).tolist()

@@ -21,14 +21,16 @@ from charlstm.data.cleaning import clean_prompt
 from charlstm.data.items import END_ID, START_ID, ItemsInfo
 from charlstm.data.records import LABEL_BASE
 from charlstm.errors import ConfigError, CorpusError
-from charlstm.framing.items import item_bounds, pad_items
+from charlstm.framing.items import decode_items, item_bounds, pad_items
 from charlstm.generation.generators import continue_ids
 from charlstm.generation.sampling import draw_seed, sample_generators, sample_seed
+from charlstm.model.network import evaluating
 from charlstm.runs.loading import LoadedModel
 
 MAX_ITEM_CHARS = 1000  # the default cut for an item that never ends
 NEW_ONLY_DRAWS = 50  # new_only draws at most this many times the items asked for
 ROWS = 256  # items drawn together at most
+SCORE_ITEMS = 256  # items scored per forward pass: bounds the (B, T, V) logits
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,7 @@ def items_info(loaded: LoadedModel) -> ItemsInfo:
 def training_items(loaded: LoadedModel) -> set[str] | None:
     """The training list's items (cleaned), when the run's data is at hand."""
     ids = loaded.training_ids()
-    if ids is None:
-        return None
-    ids = np.asarray(ids)
-    starts, ends = item_bounds(ids)
-    chars = loaded.vocab.chars
-    bounds = zip(starts.tolist(), ends.tolist(), strict=True)
-    return {"".join(chars[i] for i in ids[s + 1 : e]) for s, e in bounds}
+    return None if ids is None else {text for _, text in decode_items(ids, loaded.vocab)}
 
 
 def generate_items(
@@ -171,23 +167,18 @@ def _until_end(steps, rows: int, hidden: set[int]) -> list[tuple[list[int], bool
 
 @torch.no_grad()
 def score_items(loaded: LoadedModel, items: Sequence[tuple[str | None, str]]) -> list[float]:
-    """The log-probability (nats) of each (label, text): its characters and its end, given its start."""
-    if not items:
-        return []
-    info, vocab = items_info(loaded), loaded.vocab
-    serial = [info.symbol(label) + text for label, text in items]
-    ids = np.concatenate([np.append(vocab.encode(s), END_ID) for s in serial])
-    starts, ends = item_bounds(ids)
-    x, y = pad_items(ids, starts, ends)
-    model = loaded.model
-    was_training = model.training
-    model.eval()
-    try:
-        device = model.head.weight.device
-        logits, _ = model(x.to(device))  # (B, T, V)
-        logp = logits.float().log_softmax(-1)
-        y = y.to(device)
-        picked = logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (y >= 0)
-    finally:
-        model.train(was_training)
-    return picked.sum(-1).tolist()
+    """The log-probability (nats) of each (label, text): its characters and its end, given its start.
+
+    ``SCORE_ITEMS`` items a forward pass, so a long list costs time, not (B, T, V) memory.
+    """
+    info, vocab, model = items_info(loaded), loaded.vocab, loaded.model
+    device, scores = model.head.weight.device, []
+    with evaluating(model):
+        for first in range(0, len(items), SCORE_ITEMS):
+            serial = [info.symbol(label) + text for label, text in items[first : first + SCORE_ITEMS]]
+            ids = np.concatenate([np.append(vocab.encode(s), END_ID) for s in serial])
+            x, y = (t.to(device) for t in pad_items(ids, *item_bounds(ids)))
+            logp = model(x)[0].float().log_softmax(-1)  # (B, T, V)
+            picked = logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (y >= 0)
+            scores += picked.sum(-1).tolist()
+    return scores

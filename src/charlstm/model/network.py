@@ -15,7 +15,8 @@ back in to continue the sequence where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +138,17 @@ def describe_shapes(config: ModelConfig) -> tuple[int, dict[str, tuple[int, ...]
     with torch.device("meta"):
         model = CharLSTM(config)
     return model.num_parameters(), {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (dropout off) inside the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def detach_state(state: State) -> State:
