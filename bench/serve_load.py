@@ -12,6 +12,11 @@ unless `--soak 0`, one longer run of 16 batched streams shows whether memory gro
     python bench/serve_load.py                          # 1, 16, 64 streams x 30 s each, 5-minute soak
     python bench/serve_load.py --streams 16 --duration 10 --soak 0 --no-write
     python bench/serve_load.py --run runs/alice --device cuda --streams 1,64 --soak 0   # a GPU: 64 >= 30x 1
+    python bench/serve_load.py --streams 16 --soak 0 --samplers default,min-p,dry,min-p+dry
+
+``--samplers`` runs each setting of the sampler in turn (min-p 0.05, the repetition control at
+dry_multiplier 0.8, both), recorded as a section of its own with each one's speed against the
+default sampler's on the same path.
 
 Without --run, a model of the `default` preset's size is trained here for a few steps: serving
 cost depends on the model's size, not on how well it has learnt.
@@ -39,6 +44,8 @@ import _report
 from charlstm.training import session as api
 
 PROMPT = "Alice was beginning to get very tired of sitting by her sister on the bank, "
+SAMPLERS = {"default": {}, "min-p": {"min_p": 0.05}, "dry": {"dry_multiplier": 0.8},
+            "min-p+dry": {"min_p": 0.05, "dry_multiplier": 0.8}}
 
 
 def parse_duration(text: str) -> float:
@@ -174,13 +181,13 @@ def train_small_model(out: Path, steps: int) -> Path:
 
 
 def run_load(run: Path, log_path: Path, *, streams: int, batching: bool, duration: float, warmup: float,
-             length: int, device: str) -> dict[str, Any]:
+             length: int, device: str, sampler: str = "default") -> dict[str, Any]:
     """One server, ``streams`` stream clients for ``warmup`` + ``duration`` seconds; its figures."""
     port = free_port()
     server = start_server(run, port, streams, log_path, batching, device)
     try:
         facts = json.loads(http_get(port, "/v1/model"))
-        body = {"prompt": PROMPT, "length": length, "temperature": 0.8}
+        body = {"prompt": PROMPT, "length": length, "temperature": 0.8, **SAMPLERS[sampler]}
         start = time.perf_counter()
         count_from, stop_at = start + warmup, start + warmup + duration
         clients = [Client(port, "stream", body, count_from, stop_at, i) for i in range(streams)]
@@ -214,6 +221,7 @@ def run_load(run: Path, log_path: Path, *, streams: int, batching: bool, duratio
                   "hidden_size": facts["config"]["model"]["hidden_size"],
                   "num_layers": facts["config"]["model"]["num_layers"]},
         "streams": streams, "batching": batching, "duration_s": duration, "warmup_s": warmup,
+        "sampler": sampler,
         # Characters as they arrive inside the counted time, so the streams under way when it
         # starts and ends count for what they delivered in it (whole streams would count in steps
         # of K x length characters: a wave of 64 streams is 1-2 s).
@@ -313,24 +321,30 @@ def main(argv: list[str] | None = None) -> None:
                              "minute, about +6 MiB, then stays flat)")
     parser.add_argument("--length", type=int, default=200, help="characters per stream (default 200)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--samplers", default="default",
+                        help=f"comma-separated, of {', '.join(SAMPLERS)} (default: default)")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch docs/benchmarks.md or bench/results/")
     args = parser.parse_args(argv)
     counts = [int(k) for k in args.streams.split(",")]
     if min(counts) < 1 or args.length < 1:
         parser.error("--streams and --length must be at least 1")
+    samplers = args.samplers.split(",")
+    if unknown := [name for name in samplers if name not in SAMPLERS]:
+        parser.error(f"unknown samplers {unknown}; known: {', '.join(SAMPLERS)}")
 
     results, soak = [], None
     with tempfile.TemporaryDirectory(prefix="charlstm-serve-load-") as tmp:
         run = args.run or train_small_model(Path(tmp) / "run", args.train_steps)
-        for i, streams in enumerate(counts):
+        runs = [(streams, sampler) for streams in counts for sampler in samplers]
+        for i, (streams, sampler) in enumerate(runs):
             order = (False, True) if i % 2 == 0 else (True, False)  # neither path always goes first
             for batching in order:
-                print(f"{streams} streams, {'batched' if batching else 'per-request'}, {args.duration:g} s "
-                      f"(+{args.warmup:g} s warm-up) ...", flush=True)
+                print(f"{streams} streams, {'batched' if batching else 'per-request'}, sampler {sampler}, "
+                      f"{args.duration:g} s (+{args.warmup:g} s warm-up) ...", flush=True)
                 results.append(run_load(run, Path(tmp) / "server.log", streams=streams, batching=batching,
                                         duration=args.duration, warmup=args.warmup, length=args.length,
-                                        device=args.device))
+                                        device=args.device, sampler=sampler))
                 r = results[-1]
                 print(f"  {r['chars_per_s']:,.0f} chars/s, first char p50 {ms(r['first_char_p50_s'])}, "
                       f"errors {r['errors'] or 0}", flush=True)
@@ -348,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
              "process, batched and per-request alternating which goes first. Characters/s counts the "
              "characters that reach the clients within the counted time; the first character is timed at "
              "the client, from sending the request to the first text event.")
+    if samplers != ["default"]:
+        record_samplers(intro, results, args)
+        return
     notes = targets(results, args.device) + (soak_lines(soak) if soak else [])
     markdown = intro + "\n\n" + results_table(results) + "\n\n" + _report.bullets(notes)
     print("\n" + markdown)
@@ -358,6 +375,27 @@ def main(argv: list[str] | None = None) -> None:
     data = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "results": results,
             "soak": soak}
     _report.record("serve_load", section, data)
+
+
+def record_samplers(intro: str, results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The samplers' table: each run's speed against the default sampler's, same streams and path."""
+    base = {(r["streams"], r["batching"]): r["chars_per_s"] for r in results if r["sampler"] == "default"}
+    rows = [[r["streams"], "batched" if r["batching"] else "per-request", r["sampler"],
+             ", ".join(f"{k} {v}" for k, v in SAMPLERS[r["sampler"]].items()) or "temperature 0.8 only",
+             f"{r['chars_per_s']:,.0f}",
+             f"{ratio(r['chars_per_s'], base.get((r['streams'], r['batching']), 0)):.2f}",
+             f"{ms(r['first_char_p50_s'])}", r["error_count"]] for r in results]
+    table = _report.markdown_table(["streams", "path", "sampler", "settings", "chars/s", "/ default",
+                                    "first char p50", "errors"], rows)
+    markdown = intro + "\n\n" + table
+    print("\n" + markdown)
+    if args.no_write:
+        return
+    info = _report.machine_info()
+    section = _report.section_markdown("Serving under load: min-p and the repetition control "
+                                       "(`bench/serve_load.py --samplers`)", info, [markdown])
+    _report.record("serve_load_samplers", section, {"machine": info, "results": results,
+                                                    "args": {k: str(v) for k, v in vars(args).items()}})
 
 
 def parse_duration_or_zero(text: str) -> float:

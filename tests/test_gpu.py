@@ -15,7 +15,8 @@ import torch
 from _runs import TINY_STREAM, stream_ids, tiny_model, train_stream_run, window_ids, write_text
 from charlstm.config.model import ModelConfig
 from charlstm.config.sample import SampleConfig
-from charlstm.generation.generators import generate_text, prompt_ids
+from charlstm.generation.generators import generate_text
+from charlstm.generation.prompts import prompt_ids
 from charlstm.generation.sampling import make_generator
 from charlstm.model.network import CharLSTM, prime, prime_many
 from charlstm.model.stepper import LSTMStepper

@@ -12,7 +12,8 @@ import pytest
 from _reference import cut_at_stop
 from _runs import train_stream_run, write_text
 from charlstm.config.sample import SampleConfig
-from charlstm.generation.generators import generate_text, prompt_ids
+from charlstm.generation.generators import generate_text
+from charlstm.generation.prompts import prompt_ids
 from charlstm.generation.threads import step_threads
 from charlstm.runs.loading import LoadedModel, load_model
 from charlstm.serve import scheduler as scheduler_module
@@ -132,6 +133,22 @@ def test_rows_with_different_settings_in_one_batch_each_follow_their_own(pool, l
     for settings, (texts, done) in zip(requests, asyncio.run(main()), strict=True):
         assert texts == generate_text(loaded, "she ", **{"seed": 1, "length": 60, **settings})
         assert done["characters"] == 60 * settings.get("num_samples", 1)
+
+
+def test_rows_with_the_repetition_control_follow_the_library_beside_rows_without(pool, loaded):
+    scheduler, slots = pool
+    requests = [{"dry_multiplier": 1.0, "dry_allowed_length": 4, "temperature": 0.5, "seed": 10},
+                {"greedy": True, "dry_multiplier": 0.8, "dry_allowed_length": 6, "length": 150},
+                {"greedy": True, "length": 150}, {"seed": 11, "num_samples": 2, "dry_multiplier": 2.0}]
+
+    async def main():
+        return await asyncio.gather(*[run_job(scheduler, slots, loaded, "the ", **r) for r in requests])
+
+    results = asyncio.run(main())
+    for settings, (texts, _) in zip(requests, results, strict=True):
+        assert texts == generate_text(loaded, "the ", **{"seed": 1, "length": 60, **settings})
+    assert results[1][0] != results[2][0]  # greedy text loops here, and the control breaks the loop
+    assert scheduler.filtered_rows == 0 and slots.used == 0
 
 
 def test_a_stop_sequence_ends_a_sample_with_its_reason_and_frees_its_row(pool, loaded):

@@ -113,6 +113,21 @@ def test_page_shows_the_model_and_streams_the_text_it_generates(browser, server)
     assert not browser.find_element(By.ID, "stop").is_enabled()
 
 
+def test_min_p_and_the_repetition_control_go_with_the_request(browser, server):
+    wait = open_page(browser, server)
+    browser.find_element(By.ID, "prompt").send_keys("the ")
+    set_value(browser, "seed", 3)
+    set_value(browser, "length", 120)
+    set_value(browser, "min-p", 0.2)
+    set_value(browser, "dry", 1.5)
+    assert text_of(browser, "min-p-value") == "0.20" and text_of(browser, "dry-value") == "1.5"
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda d: "characters in" in text_of(d, "status"))
+    expected = api(server, "/v1/generate", {"prompt": "the ", "length": 120, "temperature": 0.8, "seed": 3,
+                                            "min_p": 0.2, "dry_multiplier": 1.5})
+    assert text_of(browser, "output-text") == expected["texts"][0]
+
+
 def test_stop_ends_the_stream_and_the_server_stops_generating(browser, server, monkeypatch):
     slow = SlowSteps(monkeypatch, delay=0.02)  # 600 characters would take 12 s
     wait = open_page(browser, server)

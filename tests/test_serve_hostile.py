@@ -168,7 +168,8 @@ BAD_FIELDS = [
     {"top_k": 0}, {"top_p": 2}, {"seed": -1}, {"unknown": "zz"},
 ]
 NATIVE_ONLY = [{"length": "ten"}, {"length": 10**30}, {"num_samples": 9}, {"greedy": 2}]
-OPENAI_ONLY = [{"max_tokens": "x"}, {"n": 0}, {"logprobs": 6}, {"best_of": 5}, {"presence_penalty": 1},
+OPENAI_ONLY = [{"max_tokens": "x"}, {"n": 0}, {"logprobs": 6}, {"best_of": 5, "n": 2},
+               {"presence_penalty": 1},
                {"frequency_penalty": "x"}, {"logit_bias": {"a": "b"}}, {"suffix": 5}, {"stream": "yes"},
                {"stream_options": {"include_usage": 5}}, {"prompt": ["a"] * 7}, {"echo": 1}]
 

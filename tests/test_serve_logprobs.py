@@ -208,6 +208,15 @@ def test_tokenize_and_detokenize_round_trip(app, loaded):
         assert local.post("/tokenize", json={"model": "gpt-4", "prompt": "a"}).status_code == 404
 
 
+def test_tokenizer_info_and_add_special_tokens_as_lm_evaluation_harness_asks(app, loaded):
+    with TestClient(app) as local:
+        info = local.get("/tokenizer_info").json()
+        assert info["vocab_size"] == len(loaded.vocab) and "eos_token" in info and info["eos_token"] is None
+        asked = local.post("/tokenize", json={"prompt": "the", "add_special_tokens": False}).json()
+        assert asked["tokens"] == loaded.vocab.encode("the").tolist()
+        assert local.get("/tokenizer_info", params={"model": "nope"}).status_code == 404
+
+
 @pytest.mark.parametrize(("settings", "param"), [
     ({"logprobs": 6}, "logprobs"),
     ({"logprobs": -1}, "logprobs"),

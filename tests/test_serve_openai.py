@@ -124,7 +124,7 @@ def test_min_p_takes_vllm_s_name(client, loaded):
     ({"n": 4}, "n"),
     ({"logprobs": 6}, "logprobs"),  # 0-5 are served (test_serve_logprobs.py)
     ({"presence_penalty": 0.5}, "presence_penalty"),
-    ({"best_of": 3}, "best_of"),
+    ({"best_of": 3, "n": 2}, "best_of"),  # a multiple of n
     ({"suffix": "end"}, "suffix"),
     ({"prompt": ["a", "b", "c"], "n": 3}, "n"),
     ({"prompt": "x" * 41}, "prompt"),

@@ -72,6 +72,13 @@ def generate(
         wanted = ItemRequest(items or 10, tuple(label or ()), new_only, max_item_chars, json_lines)
         _print_items(loaded, config, prompt or "", wanted)
         return
+    if config.beam is not None:
+        if interactive:
+            from charlstm.errors import ConfigError
+
+            raise ConfigError("--interactive prints text as it is drawn; a beam is known only at its end")
+        _print_beam(loaded, prompt, prompt_file is not None, config, stops)
+        return
     if interactive:
         _interact(loaded, config, stops)
         return
@@ -139,6 +146,21 @@ def _print_best_of(loaded: LoadedModel, prompt: str | None, from_file: bool, con
         return
     for i, text in enumerate(texts):
         typer.echo(f"--- sample {i + 1} (best of {config.best_of}) ---\n{echoed}{text}")
+
+
+def _print_beam(loaded: LoadedModel, prompt: str | None, from_file: bool, config: SampleConfig,
+                stops: tuple[str, ...]) -> None:
+    """Beam search: the continuations are known only once the search ends, so printed whole."""
+    from charlstm.generation.beam import generate_beam
+
+    used_prompt, found = generate_beam(loaded, prompt or None, config, stops)
+    echoed = "" if from_file else used_prompt
+    if len(found) == 1:
+        typer.echo(echoed + found[0].text)
+        return
+    for i, beam in enumerate(found):
+        typer.echo(f"--- continuation {i + 1} of beam {config.beam} (mean log-probability "
+                   f"{beam.logprob / max(1, beam.chars):.4f}) ---\n{echoed}{beam.text}")
 
 
 def _read_prompt_file(prompt_file: Path, prompt: str | None, interactive: bool) -> str:

@@ -37,6 +37,10 @@ class SampleConfig:
     best_of: int = field(default=1, metadata={
         "help": "Draw this many for each sample and keep the one with the highest mean "
                 "log-probability under the model (stream models; printed whole, not streamed)."})
+    beam: int | None = field(default=None, metadata={
+        "help": "Beam search of this width for the most likely continuation instead of a draw, "
+                "ranked by mean log-probability per character (1: greedy; stream models; the "
+                "sampling settings do not apply, dry_* does)."})
     seed: int | None = field(default=None, metadata={
         "help": "Seed of the draws; unset: a fresh random seed, reported so it can be reused."})
     unknown: UnknownPolicy = field(default=UnknownPolicy.ERROR, metadata={
@@ -55,9 +59,22 @@ class SampleConfig:
         check_ranges(self, SAMPLE_RANGES)
         if self.temperature < GREEDY_BELOW:
             object.__setattr__(self, "greedy", True)
+        if self.beam is not None:
+            self._check_beam()
         if self.unknown == UnknownPolicy.REPLACE and self.replacement is None:
             raise ConfigError("unknown replace needs the replacement character to put in their place",
                               hint='--replacement " "')
+
+    def _check_beam(self) -> None:
+        sampling = [name for name, value in (
+            ("temperature", self.temperature != 1.0), ("greedy", self.greedy), ("top_k", self.top_k),
+            ("top_p", self.top_p), ("min_p", self.min_p), ("best_of", self.best_of > 1)) if value]
+        if sampling:
+            raise ConfigError(f"beam search takes the most likely continuation; {', '.join(sampling)} "
+                              "applies to sampling: leave it out with beam")
+        if self.num_samples > self.beam:
+            raise ConfigError(f"a beam of {self.beam} keeps {self.beam} continuations: num_samples "
+                              f"{self.num_samples} asks for more", hint=f"--beam {self.num_samples}")
 
 
 # A temperature this small leaves float32 logits no choice but the most likely character, and
@@ -71,7 +88,7 @@ SAMPLE_RANGES = {
     "top_k": Range(1, 65_536), "top_p": Range(0, 1, low_open=True),
     "min_p": Range(0, 1, low_open=True),  # 1: only the best (and its ties); near 0: all
     "num_samples": Range(1, 10_000),  # one batch: each sample is a row of state in memory
-    "best_of": Range(1, 64),
+    "best_of": Range(1, 64), "beam": Range(1, 64),
     "dry_multiplier": Range(0, 100, low_open=True), "dry_base": Range(1, 10, low_open=True),
     "dry_allowed_length": Range(1, 1000),  # best_of x num_samples rows are drawn together
     "seed": Range(0, 2**63, high_open=True),  # torch's seeds; the service takes the same

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from charlstm.config.sample import SampleConfig
-from charlstm.data.cleaning import clean_prompt
-from charlstm.errors import ConfigError, CorpusError
+from charlstm.errors import ConfigError
 from charlstm.framing import Framing, Reader
+from charlstm.generation.beam import generate_beam
+from charlstm.generation.prompts import prompt_ids
 from charlstm.generation.sampling import Sampler, draw_seed, sample_generators
 from charlstm.generation.threads import intra_op_threads, step_threads
 from charlstm.model.network import CharLSTM, evaluating, prime
@@ -90,25 +91,11 @@ def generate(
     return prompt_text, ([chars[i] for i in step.tolist()] for step in steps)
 
 
-def prompt_ids(loaded: LoadedModel, prompt: str | None, config: SampleConfig,
-               seed: int) -> tuple[str, np.ndarray]:
-    """The prompt as the model reads it (cleaned, unknown characters handled) and its (P,) ids.
-
-    No prompt: the framing's default start, drawn with ``seed``.
-    """
-    if prompt:
-        prompt = clean_prompt(prompt, loaded.meta.corpus_config)
-    else:
-        prompt = loaded.framing.default_prompt(loaded.vocab, loaded.training_ids, np.random.default_rng(seed))
-    ids = loaded.vocab.encode(prompt, config.unknown, config.replacement)
-    if len(ids) == 0:
-        raise CorpusError("the prompt is empty once unknown characters are dropped")
-    return loaded.vocab.decode(ids), ids
-
-
 def generate_text(loaded: LoadedModel, prompt: str | None = None, **settings) -> list[str]:
     """Generate whole samples (prompt excluded); ``settings`` are SampleConfig fields."""
     config = SampleConfig(**settings)
+    if config.beam is not None:
+        return [found.text for found in generate_beam(loaded, prompt, config)[1]]
     if config.best_of > 1:
         return generate_best_of(loaded, prompt, config)[1]
     _, steps = generate(loaded, prompt, config)

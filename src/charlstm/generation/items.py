@@ -22,8 +22,9 @@ from charlstm.data.items import END_ID, START_ID, ItemsInfo
 from charlstm.data.records import LABEL_BASE
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.items import decode_items, item_bounds, pad_items
+from charlstm.generation.beam import beam_search
 from charlstm.generation.generators import continue_ids
-from charlstm.generation.sampling import draw_seed, sample_generators, sample_seed
+from charlstm.generation.sampling import Sampler, draw_seed, sample_generators, sample_seed
 from charlstm.model.network import evaluating
 from charlstm.runs.loading import LoadedModel
 
@@ -89,6 +90,8 @@ def generate_items(
     for label in labels:
         info.symbol(label)  # an unknown label: a clear error listing the model's
     known = training_items(loaded) if known is None else known
+    if config.beam is not None:
+        return _beam_items(loaded, info, n, config, prompt, labels, new_only, max_item_chars, known)
     if new_only and known is None:
         raise CorpusError("new_only needs the training list: the checkpoint is not in its run folder")
     prefix = clean_prompt(prompt, loaded.meta.corpus_config) if prompt else ""
@@ -137,6 +140,33 @@ def _draw(loaded: LoadedModel, info: ItemsInfo, count: int, config: SampleConfig
             items.append(Item(text, label, novel, math.nan, complete))
     scores = score_items(loaded, [(item.label, item.text) for item in items])
     return [replace(item, logprob=score) for item, score in zip(items, scores, strict=True)]
+
+
+def _beam_items(loaded: LoadedModel, info: ItemsInfo, n: int, config: SampleConfig, prompt: str,
+                labels: Sequence[str], new_only: bool, max_item_chars: int,
+                known: set[str] | None) -> ItemDraw:
+    """The ``n`` most likely items (of one label, after the prefix), by a beam of ``config.beam``."""
+    width = config.beam or 1
+    if new_only:
+        raise ConfigError("new_only draws until it has new items; beam search finds the most likely ones, "
+                          "list or not: leave one out")
+    if len(set(labels)) > 1 or (info.labels and not labels):
+        raise ConfigError("beam search finds the most likely items of one label: give exactly one",
+                          hint=f"--label {info.labels[0] if info.labels else ''}".rstrip())
+    if n > width:
+        raise ConfigError(f"a beam of {width} keeps {width} items: {n} asks for more", hint=f"--beam {n}")
+    label = labels[0] if labels else None
+    prefix = clean_prompt(prompt, loaded.meta.corpus_config) if prompt else ""
+    start = loaded.vocab.encode(info.symbol(label) + prefix, config.unknown, config.replacement)
+    repeat = Sampler(config).repeat
+    found = beam_search(loaded.model, torch.from_numpy(start), width, max_item_chars - len(prefix),
+                        finished=lambda ids: ids[-1] == END_ID, repeat=repeat, best=n, ended_first=True)
+    hidden = _symbol_ids(loaded) | {END_ID}
+    texts = [prefix + loaded.vocab.decode([i for i in h.ids if i not in hidden]) for h in found]
+    scores = score_items(loaded, [(label, text) for text in texts])
+    items = [Item(text, label, None if known is None else text not in known, score, h.ended)
+             for text, h, score in zip(texts, found, scores, strict=True)]
+    return ItemDraw(items, len(items), None if known is None else sum(bool(i.novel) for i in items))
 
 
 def _symbol_ids(loaded: LoadedModel) -> set[int]:

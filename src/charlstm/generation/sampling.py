@@ -31,6 +31,8 @@ class Sampler:
         # Filtered: ``scores`` has work to do every step. Greedy needs none (the filters keep the best).
         self.filtered = not self.greedy and (
             (self.top_k, self.top_p, self.min_p) != (None, None, None) or self.repeat is not None)
+        # ``scores`` changes what the race compares: filtered, or greedy with the repetition control.
+        self.rescores = self.filtered or self.repeat is not None
 
     def noise(self, generator: torch.Generator, steps: int, rows: int, vocab: int,
               device: torch.device | str = "cpu") -> torch.Tensor:
@@ -47,13 +49,16 @@ class Sampler:
         """What the race compares, (B, V) -> (B, V): ``logits / T`` with what the filters drop at -inf.
 
         Unfiltered, the logits themselves (the temperature is in the noise); may return ``logits``
-        itself: do not write into the result.
+        itself: do not write into the result. Greedy: only the repetition control applies (neither
+        the temperature nor a filter moves the best).
         """
-        if not self.filtered:
+        if not self.rescores:
             return logits
         logits = logits.float()
         if self.repeat is not None and histories is not None:
             logits = self.repeat.apply(logits, histories)  # on the raw logits, before the temperature
+        if self.greedy:
+            return logits
         if self.temperature != 1.0:
             # The best at 0 first: at a tiny temperature l / T overflows to inf, and top-p's softmax
             # would turn inf - inf into NaN; shifted, the others only fall towards -inf.
@@ -82,9 +87,7 @@ class Sampler:
         (ids), which the repetition control reads.
         """
         if self.greedy:
-            if self.repeat is not None and histories is not None:
-                logits = self.repeat.apply(logits.float(), histories)
-            return logits.argmax(dim=-1)
+            return self.scores(logits, histories).argmax(dim=-1)
         scores = self.scores(logits, histories) if self.filtered else logits  # at batch 1 each call counts
         return race(scores, noise, out=noise)
 

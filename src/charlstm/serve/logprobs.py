@@ -38,7 +38,7 @@ import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError
-from charlstm.generation.generators import prompt_ids
+from charlstm.generation.prompts import prompt_ids
 from charlstm.model.network import PRIME_CHUNK
 from charlstm.runs.loading import LoadedModel
 from charlstm.serve.worker import ServedModel, api_error

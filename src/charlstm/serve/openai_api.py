@@ -17,7 +17,10 @@ the raw distribution (temperature 1; logprobs.py); with ``echo`` the prompt's co
 ``max_tokens`` 0 generates nothing and takes no slot: with echo and logprobs, it scores. Refused
 (400) unless neutral: ``suffix`` (a left-to-right model cannot aim at a text after it),
 ``logit_bias``, ``presence_penalty`` and ``frequency_penalty`` (a penalty per character punishes
-every common letter), and best_of beyond n.
+every common letter: ``dry_multiplier``, llama.cpp's DRY, is the repetition control that suits
+characters). ``best_of`` (a multiple of n): each choice is the most likely of best_of / n draws;
+``use_beam_search`` (vLLM's name): beam search of width best_of (default n), the n best kept.
+Both run on the per-request path, and their texts come whole (one chunk when streamed).
 
 A records model's choices are whole items (items.py): the prompt begins each, and a choice
 ends at its item's end, ``finish_reason`` "stop", or after max_tokens characters, "length";
@@ -31,11 +34,10 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError
@@ -43,8 +45,9 @@ from charlstm.generation.sampling import sample_seed
 from charlstm.serve.events import EventStream, merged_events, sse
 from charlstm.serve.items import ItemsRun, is_records, items_ask
 from charlstm.serve.jobs import ApiError, Job
-from charlstm.serve.logprobs import MAX_LOGPROBS, CompletionLogprobs, Logprobs, nothing_generated, read_prompt
-from charlstm.serve.schemas import Char, ServeLimits, Stops, Text, one_error, stop_list
+from charlstm.serve.logprobs import CompletionLogprobs, Logprobs, nothing_generated, read_prompt
+from charlstm.serve.openai_schema import completion_request
+from charlstm.serve.schemas import ServeLimits, stop_list
 from charlstm.serve.worker import ServedModel, Service
 
 PATH = "/v1/completions"
@@ -77,90 +80,19 @@ def model_list(service: Service) -> dict[str, Any]:
         for name, served in service.models.items()]}
 
 
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-def completion_request(limits: ServeLimits) -> type[BaseModel]:
-    """The body of ``POST /v1/completions``, bounded by ``limits``."""
-    Prompt = Annotated[Text | list[Text], one_error("a string or a list of strings")]
-
-    class CompletionRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", strict=True)
-
-        model: Text | None = Field(None, description="A served model (default: the first one).")
-        prompt: Prompt = Field("", description="Text to continue, or a list of them (empty: the model's "
-                                               "default start).")
-        max_tokens: int = Field(16, ge=0, le=limits.max_length, description="New characters per choice.")
-        temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False, description="0: greedy.")
-        top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
-        # validate_default: the check of prompts x n below must run when n is left out too.
-        n: int = Field(1, ge=1, le=limits.max_num_samples, validate_default=True,
-                       description="Choices per prompt.")
-        stop: Stops = None
-        seed: int | None = Field(None, ge=0, lt=2**63)
-        stream: bool = False
-        stream_options: StreamOptions | None = None
-        echo: bool = Field(False, description="Put the prompt (as the model read it) before each text.")
-        user: str | None = None  # accepted, unused
-        top_k: int | None = Field(None, ge=1, description="charlstm: keep the k most likely characters.")
-        min_p: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description="p >= min_p * p_max; 0: off")
-        unknown: Literal["error", "drop", "replace"] = Field("error", description="charlstm: characters "
-                                                                                   "outside the vocabulary.")
-        replacement: Char | None = None
-        logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, description=(
-            "Each character's log-probability under the model at temperature 1, with this many "
-            "most likely ones."))
-        # OpenAI's fields a character model has no sound use for: only their neutral values.
-        best_of: int | None = None
-        presence_penalty: float = 0.0
-        frequency_penalty: float = 0.0
-        logit_bias: dict[str, float] | None = None
-        suffix: str | None = None
-
-        # Field validators, not one for the whole body, so that each error names its field.
-        # They run in the fields' order, so ``info.data`` holds the fields above the one checked.
-        @field_validator("prompt")
-        @classmethod
-        def _prompts(cls, prompt: str | list[str]) -> str | list[str]:
-            prompts = [prompt] if isinstance(prompt, str) else prompt
-            if not prompts or any(len(p) > limits.max_prompt_chars for p in prompts):
-                raise ValueError(f"give 1 or more prompts of at most {limits.max_prompt_chars} characters")
-            return prompt
-
-        @field_validator("n")
-        @classmethod
-        def _samples(cls, n: int, info: ValidationInfo) -> int:
-            prompt = info.data.get("prompt", "")  # absent when the prompt was refused
-            count = 1 if isinstance(prompt, str) else len(prompt)
-            if count * n > limits.max_concurrent:
-                raise ValueError(f"{count} prompts x n={n} is more than the "
-                                 f"{limits.max_concurrent} samples served at once")
-            return n
-
-        @field_validator("best_of")
-        @classmethod
-        def _best_of(cls, value: int | None, info: ValidationInfo) -> int | None:
-            if value not in (None, 1, info.data.get("n", 1)):
-                raise ValueError("best_of is not supported beyond n")
-            return value
-
-        @field_validator("presence_penalty", "frequency_penalty", "logit_bias", "suffix")
-        @classmethod
-        def _neutral(cls, value: Any, info: ValidationInfo) -> Any:
-            if value:
-                raise ValueError(f"{info.field_name} is not supported")
-            return value
-
-    return CompletionRequest
-
-
 def _config(body: Any, prompt_index: int, seed: int) -> SampleConfig:
     try:
-        return SampleConfig(min_p=body.min_p or None,
+        dry = {"dry_multiplier": body.dry_multiplier or None, "dry_base": body.dry_base,
+               "dry_allowed_length": body.dry_allowed_length}
+        if body.use_beam_search:  # the search takes the most likely: the sampling fields do not apply
+            return SampleConfig(length=body.max_tokens, beam=body.best_of or body.n, num_samples=body.n,
+                                top_k=body.top_k, min_p=body.min_p or None, unknown=body.unknown,
+                                top_p=body.top_p if body.top_p < 1 else None,
+                                replacement=body.replacement, **dry)
+        return SampleConfig(min_p=body.min_p or None, best_of=(body.best_of or body.n) // body.n,
             length=body.max_tokens, temperature=body.temperature or 1.0, greedy=body.temperature == 0,
             top_k=body.top_k, top_p=body.top_p if body.top_p < 1 else None, num_samples=body.n,
-            seed=sample_seed(seed, prompt_index), unknown=body.unknown, replacement=body.replacement)
+            seed=sample_seed(seed, prompt_index), unknown=body.unknown, replacement=body.replacement, **dry)
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
 

@@ -37,7 +37,7 @@ import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.generation.generators import NOISE_BLOCK
-from charlstm.generation.sampling import Sampler, race, sample_generators
+from charlstm.generation.sampling import RepeatPenalty, Sampler, race, sample_generators
 from charlstm.generation.stops import SampleStops
 from charlstm.generation.threads import step_threads, use_threads
 from charlstm.model.network import prime_many
@@ -65,6 +65,7 @@ class _Row:
     config: SampleConfig
     generator: torch.Generator
     sampler: Sampler  # its own step: a filtered row's logits go through sampler.scores
+    history: list[int] | None = None  # its text so far (ids), kept only for the repetition control
     steps: int = 0  # characters generated; a noise block begins at every NOISE_BLOCK of them
 
 
@@ -186,8 +187,9 @@ class Scheduler:
             self.logits[i] = logits.float()
             if sampler.greedy:
                 self.noise[i].zero_()  # argmax of the logits themselves
-            self.filtered_rows += sampler.filtered
-            self.live.append(_Row(request, sample, config, generator, sampler))
+            self.filtered_rows += sampler.rescores
+            history = job.ids[-RepeatPenalty.WINDOW :].tolist() if sampler.repeat else None
+            self.live.append(_Row(request, sample, config, generator, sampler, history))
         if config.length == 0:
             first = len(self.live) - config.num_samples
             self._end_rows([(i, "length") for i in range(first, len(self.live))])
@@ -211,8 +213,9 @@ class Scheduler:
         if self.filtered_rows:
             scores = logits.clone()
             for i, row in enumerate(self.live):
-                if row.sampler.filtered:  # its own settings, so one row at a time
-                    scores[i] = row.sampler.scores(logits[i : i + 1])[0]
+                if row.sampler.rescores:  # its own settings, so one row at a time
+                    history = None if row.history is None else [row.history]
+                    scores[i] = row.sampler.scores(logits[i : i + 1], history)[0]
         noise = self.noise[:n, self.tick]  # (n, V): each row's noise for this step; greedy rows hold zeros
         self.tick = (self.tick + 1) % NOISE_BLOCK
         ids = race(scores, noise)  # (n,); not into the noise: greedy rows keep their zeros
@@ -220,6 +223,8 @@ class Scheduler:
         chars = self.vocab_chars
         for i, (row, next_id) in enumerate(zip(self.live, ids.tolist(), strict=True)):
             row.steps += 1
+            if row.history is not None:
+                row.history.append(next_id)
             ends = row.request.ends
             shown = ends.feed(row.sample, chars[next_id])
             if shown:
@@ -246,7 +251,7 @@ class Scheduler:
         """
         for i, reason in sorted(ended, reverse=True):
             row = self.live[i]
-            self.filtered_rows -= row.sampler.filtered
+            self.filtered_rows -= row.sampler.rescores
             request = row.request
             held = request.ends.end(row.sample, reason)  # held back for a stop sequence that did not come
             if held:

@@ -109,6 +109,15 @@ class GenerateRequestBase(BaseModel):
     min_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False,
                                 description="Keep characters at least min_p times as likely as the best.")
     greedy: bool = Field(False, description="Always the most likely character (sampling fields ignored).")
+    dry_multiplier: float | None = Field(None, gt=0, le=100, allow_inf_nan=False, description=(
+        "Repetition control (DRY): penalise the character that would extend a repeat longer than "
+        "dry_allowed_length by this x dry_base^(excess) (null: off)."))
+    dry_base: float = Field(1.75, gt=1, le=10, allow_inf_nan=False, description="Growth of DRY's penalty.")
+    dry_allowed_length: int = Field(12, ge=1, le=1000, description="Repeats this long go unpenalised.")
+    best_of: int = Field(1, ge=1, le=64, description=(
+        "Draw this many for each sample, keep the most likely (mean log-probability); sent whole."))
+    beam: int | None = Field(None, ge=1, le=64, description=(
+        "Beam search of this width for the most likely continuation(s) (no sampling fields); sent whole."))
     seed: int | None = Field(None, ge=0, lt=2**63,
                              description="Same seed, same text (default: drawn at random and reported).")
     unknown: Literal["error", "drop", "replace"] = Field(

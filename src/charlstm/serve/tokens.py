@@ -1,7 +1,12 @@
 """A text's character ids and back, as vLLM's server names these routes.
 
-    POST /tokenize    {model, prompt}  -> {tokens: [ids], count}
-    POST /detokenize  {model, tokens}  -> {prompt}
+    POST /tokenize        {model, prompt}  -> {tokens: [ids], count}
+    POST /detokenize      {model, tokens}  -> {prompt}
+    GET  /tokenizer_info  ?model=NAME      -> {tokenizer_class, vocab_size, eos_token: null, ...}
+
+``/tokenizer_info`` and ``add_special_tokens`` (false: a character model has no special tokens)
+are what lm-evaluation-harness's remote tokenizer asks of a server, so its ``local-completions``
+finds characters as its tokens by itself.
 
 A token is a character, and its id is its place in the model's vocabulary (``GET /v1/model``'s
 ``vocab``, in order). ``/tokenize`` reads the prompt as a completion reads it, cleaned as the
@@ -49,6 +54,7 @@ def token_requests(limits: ServeLimits) -> tuple[type[BaseModel], type[BaseModel
 
         model: Text | None = Field(None, description="A served model (default: the first one).")
         prompt: Text = Field(max_length=limits.max_prompt_chars, description="Text, read as a prompt is.")
+        add_special_tokens: bool = Field(False, description="vLLM's: a character model has none to add.")
 
     class DetokenizeRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -73,6 +79,13 @@ def add_routes(app: FastAPI, service: Service, limits: ServeLimits) -> None:
         except CharLSTMError as exc:  # unknown characters: listed, field "prompt"
             raise api_error(exc) from None
         return {"tokens": ids.tolist(), "count": len(ids)}
+
+    @app.get("/tokenizer_info", responses=ERRORS)
+    async def tokenizer_info(model: str | None = None) -> dict[str, Any]:
+        loaded = service.model(model).loaded
+        return {"tokenizer_class": "charlstm characters", "vocab_size": len(loaded.vocab),
+                "model_max_length": limits.max_prompt_chars + limits.max_length,
+                "eos_token": None, "bos_token": None, "pad_token": None, "chat_template": None}
 
     @app.post("/detokenize", response_model=Detokenized, responses=ERRORS)
     async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:

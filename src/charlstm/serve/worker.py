@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,10 @@ import torch
 
 from charlstm.config.sample import SampleConfig
 from charlstm.errors import CharLSTMError, ConfigError, CorpusError, UnknownCharactersError
-from charlstm.generation.generators import continue_ids, prompt_ids
+from charlstm.generation.beam import generate_beam
+from charlstm.generation.generators import continue_ids, generate_best_of
 from charlstm.generation.items import training_items
+from charlstm.generation.prompts import prompt_ids
 from charlstm.generation.sampling import draw_seed, sample_generators
 from charlstm.model.loss import bits_per_char
 from charlstm.model.runtime import resolve_device
@@ -177,10 +179,16 @@ class Service:
     def start_ids(self, served: ServedModel, prompt_text: str, ids: np.ndarray, config: SampleConfig,
                   stops: tuple[str, ...], loop: asyncio.AbstractEventLoop, *, items: bool = False) -> Job:
         """``start`` from the prompt's ids (``items``: the samples are items, see jobs.ItemEnds)."""
-        if config.num_samples > self.slots.total:  # would wait for ever
-            raise ApiError(422, f"num_samples {config.num_samples} is more than the {self.slots.total} "
+        rows = rows_of(config)
+        if rows > self.slots.total:  # would wait for ever
+            raise ApiError(422, f"{rows_asked(config)} is more than the {self.slots.total} "
                                 "samples served at once", "num_samples")
-        if not self.slots.take(config.num_samples):
+        whole = config.beam is not None or config.best_of > 1
+        if whole and (items or not served.loaded.framing.carries_state):
+            raise ApiError(422, "beam and best_of search running text from a stream model; for a list's "
+                                "items use charlstm generate --items --beam",
+                           "beam" if config.beam else "best_of")
+        if not self.slots.take(rows):
             raise ApiError(503, f"all {self.limits.max_concurrent} generation slots are busy; retry shortly",
                            headers={"Retry-After": str(RETRY_AFTER_S)})
         job = Job(loop, served.name, prompt_text, ids, config, stops, items,
@@ -188,12 +196,14 @@ class Service:
         with self._lock:
             self._jobs.add(job)
         try:
-            if served.scheduler is not None:
+            if whole:  # known only once searched or scored: no batching, one thread
+                self.pool.submit(self.run_on_worker, served, job, self.run_whole)
+            elif served.scheduler is not None:
                 served.scheduler.submit(job)
             else:
-                self.pool.submit(self.run_alone, served, job)
+                self.pool.submit(self.run_on_worker, served, job, self.run_alone)
         except BaseException:
-            self.slots.give(config.num_samples)
+            self.slots.give(rows)
             self.forget(job)
             raise
         served.meters.prompt.inc(len(ids))
@@ -215,31 +225,64 @@ class Service:
             for job in self._jobs:
                 job.stop.set()
 
-    def run_alone(self, served: ServedModel, job: Job) -> None:
-        """Worker thread, the per-request path: one generation, its samples as one batch."""
-        config, out = job.config, TextOut(job)
-        ends = job.sample_stops()
+    def run_on_worker(self, served: ServedModel, job: Job,
+                      generate: Callable[[ServedModel, Job], None]) -> None:
+        """Worker thread: ``generate`` for ``job`` (``run_alone`` or ``run_whole``), its errors as
+        events, then its slots back and its end."""
         try:
             job.emit_start()
-            device = served.loaded.model.head.weight.device
-            generators = sample_generators(config.seed, config.num_samples, device)
-            chars = served.loaded.vocab.chars
-            steps = continue_ids(served.loaded.model, served.loaded.framing, torch.from_numpy(job.ids),
-                                 config, generators)
-            for step in steps:
-                for k, next_id in enumerate(step.tolist()):
-                    out.add(k, ends.feed(k, chars[next_id]))
-                out.maybe_flush(time.perf_counter())
-                if job.stop.is_set() or ends.all_ended:
-                    break
-            for k, held in enumerate(ends.end_all("cancelled" if job.stop.is_set() else "length")):
-                out.add(k, held)
-            out.finish(ends.finish_reasons())
+            generate(served, job)
         except CharLSTMError as exc:
             job.emit("error", api_error(exc))
         except Exception:
             log.exception("generation from %s failed", served.name)
             job.emit("error", ApiError(500, "internal error: the generation failed (see the server log)"))
         finally:
-            self.slots.give(config.num_samples)
+            self.slots.give(rows_of(job.config))
             job.emit("end", None)
+
+    @staticmethod
+    def run_whole(served: ServedModel, job: Job) -> None:
+        """A beam search or a best-of: known only at the end, so its texts are sent whole."""
+        config, out = job.config, TextOut(job)
+        if config.beam is not None:
+            found = generate_beam(served.loaded, job.prompt, config, job.stops)[1]
+            texts, reasons = [b.text for b in found], [b.finish_reason for b in found]
+        else:
+            texts = generate_best_of(served.loaded, job.prompt, config)[1]
+            reasons = ["length"] * len(texts)
+        for k, text in enumerate(texts):
+            out.add(k, text)
+        out.finish(reasons)
+
+    @staticmethod
+    def run_alone(served: ServedModel, job: Job) -> None:
+        """The per-request path: one generation, its samples as one batch."""
+        config, out, ends = job.config, TextOut(job), job.sample_stops()
+        device = served.loaded.model.head.weight.device
+        generators = sample_generators(config.seed, config.num_samples, device)
+        chars = served.loaded.vocab.chars
+        steps = continue_ids(served.loaded.model, served.loaded.framing, torch.from_numpy(job.ids),
+                             config, generators)
+        for step in steps:
+            for k, next_id in enumerate(step.tolist()):
+                out.add(k, ends.feed(k, chars[next_id]))
+            out.maybe_flush(time.perf_counter())
+            if job.stop.is_set() or ends.all_ended:
+                break
+        for k, held in enumerate(ends.end_all("cancelled" if job.stop.is_set() else "length")):
+            out.add(k, held)
+        out.finish(ends.finish_reasons())
+
+
+def rows_of(config: SampleConfig) -> int:
+    """The slots a generation takes: its rows of state (a beam's width; every best-of draw)."""
+    return config.beam if config.beam is not None else config.num_samples * config.best_of
+
+
+def rows_asked(config: SampleConfig) -> str:
+    if config.beam is not None:
+        return f"a beam of {config.beam}"
+    if config.best_of > 1:
+        return f"num_samples {config.num_samples} x best_of {config.best_of}"
+    return f"num_samples {config.num_samples}"

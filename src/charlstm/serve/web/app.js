@@ -115,6 +115,10 @@ function requestBody() {
   if (topK > 0) body.top_k = topK; // 0 on the slider means "off"
   const topP = Number($("top-p").value);
   if (topP < 1) body.top_p = topP;
+  const minP = Number($("min-p").value);
+  if (minP > 0) body.min_p = minP;
+  const dry = Number($("dry").value);
+  if (dry > 0) body.dry_multiplier = dry; // DRY: a repeat beyond 12 characters is penalised
   const seed = $("seed").value.trim();
   if (seed !== "") body.seed = Number(seed);
   if (itemsInfo) {
@@ -259,6 +263,8 @@ function start() {
   bindSlider("temperature", (v) => v.toFixed(2));
   bindSlider("top-k", (v) => (v > 0 ? String(v) : "off"));
   bindSlider("top-p", (v) => (v < 1 ? v.toFixed(2) : "off"));
+  bindSlider("min-p", (v) => (v > 0 ? v.toFixed(2) : "off"));
+  bindSlider("dry", (v) => (v > 0 ? v.toFixed(1) : "off"));
   bindSlider("length", (v) => `${v} characters`);
   $("controls").addEventListener("submit", generate);
   $("stop").addEventListener("click", () => controller && controller.abort());
