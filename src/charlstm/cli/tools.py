@@ -33,7 +33,11 @@ def export(
     format: Annotated[str, typer.Option("--format", help="onnx, safetensors, hf or web.")] = "onnx",
     force: Annotated[bool, typer.Option(
         help="Write over an existing file (hf, web: into a non-empty folder).")] = False,
-    weights: Annotated[str, typer.Option(help="web: f32, or f16 to halve the site.")] = "f32",
+    weights: Annotated[str, typer.Option(
+        help="web: f32; f16 halves the site, int8 quarters it (a scale per row).")] = "f32",
+    include_list: Annotated[bool, typer.Option(
+        "--include-list", help="web, a model of a list: ship its training items, so the page marks each "
+                               "item new or in the list (a list may be private: off unless set).")] = False,
     allow_nonfinite: Annotated[bool, typer.Option(
         "--allow-nonfinite", help="Export weights that hold NaN or infinity (to inspect them).")] = False,
 ) -> None:
@@ -45,10 +49,13 @@ def export(
     from charlstm.runs.loading import load_model
 
     if format != "web" and weights != "f32":
-        raise ConfigError("weights f16 is for the web export only", hint="--format web, or no --weights")
+        raise ConfigError(f"weights {weights} is for the web export only",
+                          hint="--format web, or no --weights")
+    if format != "web" and include_list:
+        raise ConfigError("include_list is for the web export only", hint="--format web")
     loaded = load_model(run, allow_nonfinite=allow_nonfinite)
     if format == "web":
-        path = export_web(loaded, out, force=force, weights=weights)
+        path = export_web(loaded, out, force=force, weights=weights, include_list=include_list)
         size = folder_size(path) / 1024
         typer.echo(f"wrote {path} ({size:,.1f} KiB); open {path / 'index.html'}", err=True)
         return

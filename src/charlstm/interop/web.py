@@ -4,6 +4,10 @@
     SITE/model.js     the weights, base64 in a script that sets ``globalThis.CHARLSTM_MODEL``
     SITE/runtime.js   a dependency-free LSTM step and sampler; sets ``globalThis.charlstm``
 
+A model of a list (items) ships its labels, their training counts and start symbols, and the
+page makes whole items; the training list itself only with ``include_list`` (a list may be
+private), which lets the page mark each item new or in the list.
+
 The weights sit in a script, not a JSON or binary file beside it, because a page opened from
 disk (file://) may load scripts but may not fetch() its neighbours. Nothing in the folder
 refers outside it, so it works offline and from any static host. runtime.js runs in Node too,
@@ -23,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from charlstm.config.choices import Cell, GateActivation, InputEncoding
-from charlstm.errors import ConfigError
+from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing import StreamFraming
+from charlstm.framing.items import ItemFraming
+from charlstm.generation.items import training_items
 from charlstm.interop.hf import held_out_bits_per_char
 from charlstm.runs.folder import check_outside_runs
 from charlstm.runs.loading import LoadedModel
 
-WEIGHT_TYPES = {"f32": np.float32, "f16": np.float16}  # f16 halves the folder; JS widens it back
+# f16 halves the folder and int8 quarters it (a scale per row of each matrix); JS widens them back.
+WEIGHT_TYPES = ("f32", "f16", "int8")
 PAGE_FILES = ("index.html", "runtime.js")
 MODEL_FILE = "model.js"
 
@@ -39,8 +46,9 @@ def check_web_supported(loaded: LoadedModel) -> None:
     config = loaded.model.config
     unsupported = []
     # runtime.js does what StreamFraming's reader does (the prompt once from a zero state, then one
-    # step a character): the exact type, so a framing derived from it that reads otherwise is refused.
-    if type(loaded.framing) is not StreamFraming:
+    # step a character), as ItemFraming's does from an item's start: the exact types, so a framing
+    # derived from them that reads otherwise is refused.
+    if type(loaded.framing) not in (StreamFraming, ItemFraming):
         unsupported.append(f"framing {loaded.framing.name} (only stream models read a prompt once "
                            "and then step one character at a time)")
     if config.cell != Cell.LSTM:
@@ -54,19 +62,20 @@ def check_web_supported(loaded: LoadedModel) -> None:
                           f"only; this model has {'; '.join(unsupported)}")
 
 
-def model_spec(loaded: LoadedModel, weights: str = "f32") -> dict[str, Any]:
-    """What model.js holds: the vocabulary, sizes, figures for the page, and every tensor."""
+def model_spec(loaded: LoadedModel, weights: str = "f32", include_list: bool = False) -> dict[str, Any]:
+    """What model.js holds: the vocabulary, sizes, figures for the page, and every tensor; for a
+    model of a list its labels (and with ``include_list`` the training list)."""
     if weights not in WEIGHT_TYPES:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_TYPES)}, not {weights!r}")
     model, config = loaded.model, loaded.model.config
-    dtype = np.dtype(WEIGHT_TYPES[weights]).newbyteorder("<")  # JS typed arrays read little-endian here
-    tensors = {}
-    for name, tensor in model.state_dict().items():
-        array = tensor.detach().float().cpu().numpy().astype(dtype)
-        data = base64.b64encode(array.tobytes()).decode("ascii")
-        tensors[name] = {"shape": list(array.shape), "data": data}
+    tensors = {name: _encode(tensor.detach().float().cpu().numpy(), weights)
+               for name, tensor in model.state_dict().items()}
     corpus = loaded.meta.corpus_config
     bits = held_out_bits_per_char(loaded)
+    info = loaded.meta.items
+    if include_list and info is None:
+        raise ConfigError("include_list ships a list model's training items; this model was trained on "
+                          "running text")
     return {
         "format": 1,
         "name": _model_name(loaded),
@@ -79,10 +88,41 @@ def model_spec(loaded: LoadedModel, weights: str = "f32") -> dict[str, Any]:
         "bits_per_char": bits if bits is not None and math.isfinite(bits) else None,
         "lowercase": bool(corpus.lowercase),
         "normalize": bool(corpus.normalize),
-        "default_prompt": loaded.framing.default_prompt(loaded.vocab, loaded.training_ids,
-                                                        np.random.default_rng(0)),
+        "default_prompt": "" if info else loaded.framing.default_prompt(
+            loaded.vocab, loaded.training_ids, np.random.default_rng(0)),
+        "items": None if info is None else {
+            "labels": info.labels, "label_counts": list(info.label_counts) or [1],
+            "starts": [info.symbol(label) for label in info.labels] or [info.symbol(None)]},
+        "list": _training_list(loaded) if include_list else None,
         "tensors": tensors,
     }
+
+
+def _training_list(loaded: LoadedModel) -> list[str]:
+    """The training list's items, sorted (the page only asks whether a text is among them)."""
+    known = training_items(loaded)
+    if known is None:
+        raise CorpusError("include_list needs the training list: the checkpoint is not in its run folder "
+                          "with its data")
+    return sorted(known)
+
+
+def _base64(array: np.ndarray, dtype: str) -> str:
+    # JS typed arrays read the platform's order, little-endian on every browser's machine.
+    return base64.b64encode(array.astype(np.dtype(dtype).newbyteorder("<")).tobytes()).decode("ascii")
+
+
+def _encode(array: np.ndarray, weights: str) -> dict[str, Any]:
+    """One tensor for model.js. int8: each row of a matrix scaled by its largest magnitude / 127
+    (vectors stay f32: they are few bytes and biases are sensitive)."""
+    if weights == "int8" and array.ndim == 2:
+        scale = np.abs(array).max(axis=1) / 127.0  # (rows,)
+        scale[scale == 0] = 1.0
+        quantized = np.clip(np.rint(array / scale[:, None]), -127, 127)
+        return {"shape": list(array.shape), "data": _base64(quantized, "i1"), "scale": _base64(scale, "f4")}
+    half = weights == "f16"
+    return {"shape": list(array.shape), "data": _base64(array, "f2" if half else "f4"),
+            "dtype": "f16" if half else "f32"}
 
 
 def _model_name(loaded: LoadedModel) -> str:
@@ -90,7 +130,8 @@ def _model_name(loaded: LoadedModel) -> str:
     return (run_dir or loaded.path).resolve().name
 
 
-def export_web(loaded: LoadedModel, out: Path, *, force: bool = False, weights: str = "f32") -> Path:
+def export_web(loaded: LoadedModel, out: Path, *, force: bool = False, weights: str = "f32",
+               include_list: bool = False) -> Path:
     """Write the site into ``out`` (a new or empty folder; a non-empty one only with ``force``)."""
     check_web_supported(loaded)
     check_outside_runs(out)
@@ -99,7 +140,7 @@ def export_web(loaded: LoadedModel, out: Path, *, force: bool = False, weights: 
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConfigError(f"{out} is not empty; choose a new or empty folder, or set force to write over it",
                           hint="--force, or another --out")
-    spec = model_spec(loaded, weights)
+    spec = model_spec(loaded, weights, include_list)
     try:
         out.mkdir(parents=True, exist_ok=True)
         # ensure_ascii: the script is then plain ASCII, whatever charset the browser guesses

@@ -25,9 +25,16 @@
     return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
   }
 
-  function decodeTensor(tensor, dtype) {
+  // A tensor of model.js: f32, f16, or int8 with a scale per row (vectors of an int8 model are f32).
+  function decodeTensor(tensor) {
     const bytes = base64Bytes(tensor.data);
-    if (dtype === "f32") return new Float32Array(bytes.buffer);
+    if (tensor.scale !== undefined) {
+      const values = new Int8Array(bytes.buffer), scale = new Float32Array(base64Bytes(tensor.scale).buffer);
+      const cols = tensor.shape[1], out = new Float32Array(values.length);
+      for (let i = 0; i < values.length; i++) out[i] = values[i] * scale[Math.floor(i / cols)];
+      return out;
+    }
+    if (tensor.dtype === "f32") return new Float32Array(bytes.buffer);
     const halves = new Uint16Array(bytes.buffer);
     const out = new Float32Array(halves.length);
     for (let i = 0; i < halves.length; i++) out[i] = halfToFloat(halves[i]);
@@ -47,7 +54,7 @@
   }
 
   function Model(spec) {
-    const t = (name) => decodeTensor(spec.tensors[name], spec.dtype);
+    const t = (name) => decodeTensor(spec.tensors[name]);
     this.spec = spec;
     this.vocab = spec.vocab;
     this.index = new Map(spec.vocab.map((ch, i) => [ch, i]));
@@ -129,9 +136,36 @@
     return best;
   }
 
-  // One step's choice, as charlstm's Sampler: temperature, then top-k, then top-p, then the draw.
-  function choose(logits, options, random) {
+  // DRY ("don't repeat yourself"), as charlstm's RepeatPenalty: for each earlier place of the last
+  // character, how far the text before it matches the text now (k); the character that followed
+  // there would make the repeat k + 1 long and loses multiplier * base^(k - allowed) once k >= allowed.
+  const DRY_WINDOW = 512;
+  function repeatPenalties(history, multiplier, base, allowed) {
+    const h = history.slice(-DRY_WINDOW), n = h.length, longest = new Map();
+    for (let j = n - 2; j >= 0; j--) {
+      if (h[j] !== h[n - 1]) continue;
+      let k = 1;
+      while (k <= j && h[j - k] === h[n - 1 - k]) k++;
+      const next = h[j + 1];
+      if (k > (longest.get(next) || 0)) longest.set(next, k);
+    }
+    const penalties = new Map();
+    for (const [id, k] of longest) if (k >= allowed) penalties.set(id, multiplier * Math.pow(base, k - allowed));
+    return penalties;
+  }
+
+  // One step's choice, as charlstm's Sampler: the repetition control, the temperature, then top-k,
+  // top-p and min-p, then the draw. ``history``: the ids so far (prompt included), for DRY only.
+  function choose(logits, options, random, history) {
     const temperature = options.temperature === undefined ? 1 : options.temperature;
+    if (options.dryMultiplier && history) {
+      const penalties = repeatPenalties(history, options.dryMultiplier, options.dryBase || 1.75,
+                                        options.dryAllowedLength || 12);
+      if (penalties.size) {
+        logits = Float64Array.from(logits);
+        for (const [id, penalty] of penalties) logits[id] -= penalty;
+      }
+    }
     if (options.greedy || temperature <= 1e-4) return argmax(logits);
     const best = logits[argmax(logits)];
     const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
@@ -145,6 +179,11 @@
         if (i > 0 && before / total >= options.topP) { keep = i; break; }
         before += probs[i];
       }
+    }
+    if (options.minP) {  // p >= min_p * p_max; what top-k and top-p kept keeps its ratios
+      let i = 1;
+      while (i < keep && probs[i] >= options.minP * probs[0]) i++;
+      keep = i;
     }
     probs = probs.slice(0, keep);
     let u = random() * probs.reduce((a, b) => a + b, 0);
@@ -165,37 +204,99 @@
   }
 
   const pause = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const now = () => performance.now();
+  const HAND_OVER_MS = 25;
+
+  function seeded(options) {
+    const seed = options.seed === undefined || options.seed === null
+      ? Math.floor(Math.random() * 4294967296) : options.seed;
+    return mulberry32(seed);
+  }
 
   // Continue ``prompt`` (empty: the model's default start). Options: length (200), temperature (1),
-  // topK, topP, greedy, seed (random when absent); and for pages onText(chunk) called as text is
-  // made, and signal (an AbortSignal) to stop early. Resolves to the continuation's text.
+  // topK, topP, minP, dryMultiplier (off), dryBase (1.75), dryAllowedLength (12), greedy, seed (random
+  // when absent); and for pages onText(chunk) called as text is made, and signal (an AbortSignal) to
+  // stop early. Resolves to the continuation's text.
   async function generate(prompt, options) {
     options = options || {};
     const m = model();
+    if (m.spec.items) throw new Error("a model of a list makes whole items: call generateItems");
     let ids = m.encode(prompt || "");
     if (ids.length === 0) ids = m.encode(m.spec.default_prompt);
     if (ids.length === 0) throw new Error("the prompt has no character the model knows");
     const length = options.length === undefined ? 200 : options.length;
-    const seed = options.seed === undefined || options.seed === null
-      ? Math.floor(Math.random() * 4294967296) : options.seed;
-    const random = mulberry32(seed);
+    const random = seeded(options);
+    const history = options.dryMultiplier ? ids.slice() : null;
     let { state, logits } = m.read(ids);
-    let text = "", pending = "";
+    let text = "", pending = "", handed = 0;
     for (let n = 0; n < length; n++) {
       if (options.signal && options.signal.aborted) break;
-      const id = choose(logits, options, random);
+      const id = choose(logits, options, random, history);
+      if (history) history.push(id);
       pending += m.vocab[id];
-      logits = m.step(state, id);
-      if (pending.length >= 8 || n === length - 1) {  // hand the page the text, let it draw
+      // Hand the page its text and let it draw: the first character at once, then every 25 ms (a
+      // browser clamps a yield to 4 ms, so yielding every few characters would cap the speed).
+      if (n === 0 || n === length - 1 || now() - handed >= HAND_OVER_MS) {
         text += pending;
         if (options.onText) options.onText(pending);
         pending = "";
         await pause();
+        handed = now();
       }
+      if (n < length - 1) logits = m.step(state, id);
     }
     if (pending && options.onText) options.onText(pending);  // stopped between hand-overs
     return text + pending;
   }
 
-  root.charlstm = { Model, model, generate, choose, mulberry32, decodeTensor };
+  const END_ID = 1;  // every list model's end symbol; its start symbols are spec.items.starts
+
+  // A model of a list: ``count`` (10) whole items, each from its label's start symbol and ``prefix``,
+  // until the end symbol or ``maxChars`` (200) characters. ``label``: one of spec.items.labels, else
+  // each item's label is drawn as often as in training. Sampling options as generate's; onItem(item)
+  // is called as each is made. Resolves to [{text, label, complete, novel}]; novel is whether the
+  // text is not in the training list, null unless the list was exported (--include-list).
+  async function generateItems(options) {
+    options = options || {};
+    const m = model(), info = m.spec.items;
+    if (!info) throw new Error("generateItems needs a model of a list: this one continues text");
+    const labels = info.labels, counts = info.label_counts;
+    if (options.label !== undefined && options.label !== null && !labels.includes(options.label)) {
+      throw new Error(`no label ${JSON.stringify(options.label)}; the model's: ${labels.join(", ")}`);
+    }
+    const random = seeded(options), known = m.spec.list ? new Set(m.spec.list) : null;
+    const prefix = options.prefix || "", prefixIds = m.encode(prefix);
+    const hidden = new Set([0, ...info.starts.map((ch) => m.index.get(ch))]);
+    const total = counts.reduce((a, b) => a + b, 0);
+    const count = options.count === undefined ? 10 : options.count;
+    const maxChars = options.maxChars === undefined ? 200 : options.maxChars;
+    const items = [];
+    for (let n = 0; n < count && !(options.signal && options.signal.aborted); n++) {
+      let label = labels.length ? options.label : null;
+      if (labels.length && (label === undefined || label === null)) {  // drawn by training counts
+        let u = random() * total, k = 0;
+        while (k < labels.length - 1 && (u -= counts[k]) >= 0) k++;
+        label = labels[k];
+      }
+      const start = m.index.get(info.starts[labels.length ? labels.indexOf(label) : 0]);
+      const ids = [start, ...prefixIds];
+      const history = options.dryMultiplier ? ids.slice() : null;
+      let { state, logits } = m.read(ids);
+      let text = prefix, complete = false;
+      for (let step = 0; step < maxChars; step++) {
+        const id = choose(logits, options, random, history);
+        if (id === END_ID) { complete = true; break; }
+        if (history) history.push(id);
+        if (!hidden.has(id)) text += m.vocab[id];
+        logits = m.step(state, id);
+      }
+      const item = { text, label, complete, novel: known ? !known.has(text) : null };
+      items.push(item);
+      if (options.onItem) options.onItem(item);
+      await pause();
+    }
+    return items;
+  }
+
+  root.charlstm = { Model, model, generate, generateItems, choose, repeatPenalties, mulberry32, decodeTensor };
 })(globalThis);
