@@ -63,7 +63,7 @@ def run_in_node(site: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed: the JavaScript runtime is not checked")
-@pytest.mark.parametrize(("weights", "tolerance"), [("f32", 1e-4), ("f16", 1e-2), ("int8", 0.1)])
+@pytest.mark.parametrize(("weights", "tolerance"), [("f32", 1e-4), ("f16", 1e-2)])
 def test_javascript_matches_pytorch(loaded, tmp_path, weights, tolerance):
     site = export_web(loaded, tmp_path / "site", weights=weights)
     result = run_in_node(site, tmp_path)
@@ -87,9 +87,8 @@ def test_site_is_self_contained_and_f16_is_smaller(loaded, tmp_path):
     html = (full / "index.html").read_text(encoding="utf-8")
     assert "{{" not in html and '<label for="temperature">' in html
     assert (half / "model.js").stat().st_size < 0.6 * (full / "model.js").stat().st_size
-    quarter = export_web(loaded, tmp_path / "int8", weights="int8")
-    # A quarter of the matrices' bytes; a tiny model's biases (f32) and names weigh more.
-    assert (quarter / "model.js").stat().st_size < 0.45 * (full / "model.js").stat().st_size
+    with pytest.raises(ConfigError, match="f32, f16"):
+        export_web(loaded, tmp_path / "int8", weights="int8")
 
 
 def test_cli_writes_the_site_reports_its_size_and_refuses_to_write_over_it(run_dir, tmp_path):
@@ -299,10 +298,10 @@ def test_page_greedy_text_equals_the_librarys_for_300_characters(browser, loaded
     assert all(url.startswith("file://") for url in requested_urls(browser))
 
 
-def test_stop_stops_the_page(browser, loaded, tmp_path):
+def test_stop_stops_the_page(browser, wide, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    site = export_web(loaded, tmp_path / "site")
+    site = export_web(wide, tmp_path / "site")  # a tiny model makes 100,000 characters in a second
     browser.get((site / "index.html").resolve().as_uri())
     browser.execute_script("document.getElementById('length').value = '100000';")
     browser.find_element("id", "generate").click()

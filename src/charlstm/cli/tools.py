@@ -33,8 +33,7 @@ def export(
     format: Annotated[str, typer.Option("--format", help="onnx, safetensors, hf or web.")] = "onnx",
     force: Annotated[bool, typer.Option(
         help="Write over an existing file (hf, web: into a non-empty folder).")] = False,
-    weights: Annotated[str, typer.Option(
-        help="web: f32; f16 halves the site, int8 quarters it (a scale per row).")] = "f32",
+    weights: Annotated[str, typer.Option(help="web: f32, or f16 to halve the site.")] = "f32",
     include_list: Annotated[bool, typer.Option(
         "--include-list", help="web, a model of a list: ship its training items, so the page marks each "
                                "item new or in the list (a list may be private: off unless set).")] = False,
