@@ -41,6 +41,13 @@ class Recipe:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     warmup_steps: int = 100
+    dropout: float = 0.0  # embeddings and each residual branch (the recipe's 0.0; the sweep tries more)
+
+
+# The best of bench/transformer_sweep.py (ten settings, 5 minutes each on Origin of Species): the
+# recipe with 32 rows and lr 3e-3 (1.362 nats/char against the published setting's 1.404). The
+# comparisons use it; Recipe() stays the published recipe.
+TUNED = Recipe(batch_size=32, lr=3e-3, min_lr=3e-4)
 
 
 class Block(nn.Module):
@@ -53,14 +60,15 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(r.n_embd, bias=False)
         self.fc = nn.Linear(r.n_embd, 4 * r.n_embd, bias=False)
         self.fc_proj = nn.Linear(4 * r.n_embd, r.n_embd, bias=False)
+        self.drop = nn.Dropout(r.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
         q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        x = x + self.proj(att.transpose(1, 2).reshape(B, T, C))
-        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x))))
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, C)))
+        return x + self.drop(self.fc_proj(F.gelu(self.fc(self.ln2(x)))))
 
 
 class CharTransformer(nn.Module):
@@ -73,6 +81,7 @@ class CharTransformer(nn.Module):
         self.wpe = nn.Embedding(r.block_size, r.n_embd)
         self.blocks = nn.ModuleList(Block(r) for _ in range(r.n_layer))
         self.ln_f = nn.LayerNorm(r.n_embd, bias=False)
+        self.drop = nn.Dropout(r.dropout)
         self.head = nn.Linear(r.n_embd, vocab_size, bias=False)
         self.head.weight = self.wte.weight  # tied, as in the recipe
         for name, p in self.named_parameters():
@@ -83,7 +92,7 @@ class CharTransformer(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(ids.shape[1], device=ids.device)
-        x = self.wte(ids) + self.wpe(pos)  # (B, T, C)
+        x = self.drop(self.wte(ids) + self.wpe(pos))  # (B, T, C)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))  # (B, T, V)

@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # GPU check, under 5 minutes on a CUDA machine; installs nothing.
 #
-#   bash bench/gpu_check.sh           # print only
-#   bash bench/gpu_check.sh --write   # also record the section "gpu_check" in docs/benchmarks.md
+#   bash bench/gpu_check.sh                      # print only
+#   bash bench/gpu_check.sh --write              # also record the section "gpu_check" in docs/benchmarks.md
+#   bash bench/gpu_check.sh --quality 5m,30m     # then charlstm against the tuned transformer on the GPU
 #
 # 1. what the machine has: nvidia-smi -L, torch's CUDA build and devices;
 # 2. the CUDA-marked tests: pytest -m gpu (exit code 5, "no tests collected", is not a failure);
-# 3. bench/train_throughput.py on CUDA in fp32, and in bf16 where the GPU has it; prints the tables.
+# 3. bench/train_throughput.py on CUDA in fp32, and in bf16 where the GPU has it; prints the tables;
+# 4. with --quality BUDGETS: bench/vs_transformer.py --device cuda at each budget on Origin of Species
+#    and War and Peace (two runs per corpus and budget: 5m takes ~25 minutes, 30m ~2.2 hours;
+#    with --write each is recorded as its own section).
 # Needs a CUDA build of torch in .venv (or python3 when there is no .venv): see the README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 write=0
-for arg in "$@"; do
-    case "$arg" in
+quality=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --write) write=1 ;;
-        -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "gpu_check.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+        --quality) quality="${2:?--quality needs budgets, e.g. 5m,30m}"; shift ;;
+        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
+    shift
 done
 
 if [[ -x .venv/bin/python ]]; then py=.venv/bin/python; else py=python3; fi
@@ -91,4 +98,13 @@ import _report
 
 print(f"wrote {_report.write_section('gpu_check', Path(sys.argv[1]).read_text(encoding='utf-8'))}")
 EOF
+fi
+
+if [[ -n "$quality" ]]; then
+    IFS=, read -r -a budgets <<<"$quality"
+    for budget in "${budgets[@]}"; do
+        echo "== charlstm against the tuned transformer on CUDA, $budget per run"
+        "$py" bench/vs_transformer.py --device cuda --budget "$budget" --corpus species,war_and_peace \
+            --interval 3m $([[ $write -eq 1 ]] || echo --no-write)
+    done
 fi
