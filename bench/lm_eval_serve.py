@@ -72,13 +72,21 @@ def questions(text: str, count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def charlstm_scores(loaded: Any, docs: list[dict[str, Any]]) -> list[list[float]]:
-    """Each choice's total log-probability given its context, by charlstm's own scoring."""
+    """Each choice's total log-probability given its context, by charlstm's own scoring.
+
+    As the harness splits them: a context's trailing whitespace moves to the start of each
+    continuation (its ``_encode_pair``), so the same characters are scored given the same text.
+    """
     scores = []
     for doc in docs:
-        prompt = torch.as_tensor(loaded.vocab.encode(doc["context"]))
-        choices = [loaded.vocab.encode(c) for c in doc["choices"]]
-        means = continuation_logprobs(loaded.model, prompt, choices)
-        scores.append([m * CONTINUATION for m in means])
+        context = doc["context"].rstrip()
+        moved = doc["context"][len(context):]
+        prompt = torch.as_tensor(loaded.vocab.encode(context))
+        row = []
+        for choice in doc["choices"]:
+            ids = loaded.vocab.encode(moved + choice)
+            row.append(continuation_logprobs(loaded.model, prompt, [ids])[0] * len(ids))
+        scores.append(row)
     return scores
 
 
@@ -137,7 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     rows = [["lm-evaluation-harness `local-completions` (through `charlstm serve`)", f"{acc:.3f}"],
             ["charlstm's own scoring (`continuation_logprobs`)", f"{accuracy:.3f}"]]
     notes = [f"{len(docs)} questions from Alice's held-out text: a {CONTEXT}-character context, its true "
-             f"{CONTINUATION}-character continuation among {CHOICES} (chance: {1 / CHOICES:.2f}).",
+             f"{CONTINUATION}-character continuation among {CHOICES} (chance: {1 / CHOICES:.2f}); the model: "
+             f"{loaded.model.config.num_layers} x {loaded.model.config.hidden_size}, "
+             f"{loaded.model.num_parameters():,} parameters, trained on lowercased Alice.",
+             "The harness's own call: `lm_eval --model local-completions --model_args model=NAME,"
+             "base_url=http://127.0.0.1:PORT/v1/completions,tokenizer_backend=remote,"
+             "tokenized_requests=False` (the server's /tokenizer_info and /tokenize give it characters "
+             "as tokens).",
              f"lm_eval {lm_eval.__version__ if hasattr(lm_eval, '__version__') else '?'}; the largest "
              f"difference between a loglikelihood the harness got through the API and charlstm's own: "
              f"{gap:.2e} nats."]
