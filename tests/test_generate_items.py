@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from _runs import TINY_MODEL, invoke
+from _serving import NAMES, tiny_items_run
 from charlstm.config.sample import SampleConfig
 from charlstm.data.prepared import open_prepared
 from charlstm.errors import ConfigError, CorpusError
@@ -18,26 +19,17 @@ from charlstm.generation.items import generate_items, score_items, training_item
 from charlstm.runs.loading import load_model
 from charlstm.training import session as api
 
-NAMES = [f"{a}{b}{c}saurus" for a in "bcdfgk" for b in "aeiou" for c in "lmnr"]  # 120 names
 SETTINGS = {**TINY_MODEL, "batch_size": 8, "max_steps": 40, "eval_every": 20, "lr": 1e-2}
 
 
 @pytest.fixture(scope="module")
 def names_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("items")
-    (root / "names.txt").write_text("\n".join(sorted(NAMES)) + "\n", encoding="utf-8")
-    api.train([root / "names.txt"], out_dir=root / "run", records="lines", **SETTINGS)
-    return root / "run"
+    return tiny_items_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def labelled_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("labelled")
-    rows = [f"{name},{'big' if name[0] in 'bcd' else 'small'}" for name in NAMES]
-    (root / "names.csv").write_text("name,size\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    api.train([root / "names.csv"], out_dir=root / "run", records="csv", text_column="name",
-              label_column="size", **{**SETTINGS, "max_steps": 80})
-    return root / "run"
+    return tiny_items_run(tmp_path_factory, labelled=True)
 
 
 def test_a_list_trains_in_the_items_framing_and_records_its_split(names_run):

@@ -136,10 +136,8 @@ def generate_beam(loaded: LoadedModel, prompt: str | None, config: SampleConfig,
     def finished(ids: Sequence[int]) -> bool:
         return bool(stops) and any(decode(list(ids[-len(s):])).endswith(s) for s in stops)
 
-    repeat = None if config.dry_multiplier is None else RepeatPenalty(
-        config.dry_multiplier, config.dry_base, config.dry_allowed_length)
     found = beam_search(loaded.model, torch.from_numpy(ids), config.beam or 1, config.length,
-                        finished=finished, repeat=repeat, best=config.num_samples)
+                        finished=finished, repeat=RepeatPenalty.of(config), best=config.num_samples)
     texts = []
     for h in found:
         text = decode(list(h.ids))

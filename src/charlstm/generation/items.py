@@ -24,7 +24,7 @@ from charlstm.errors import ConfigError, CorpusError
 from charlstm.framing.items import decode_items, item_bounds, pad_items
 from charlstm.generation.beam import beam_search
 from charlstm.generation.generators import continue_ids
-from charlstm.generation.sampling import Sampler, draw_seed, sample_generators, sample_seed
+from charlstm.generation.sampling import RepeatPenalty, draw_seed, sample_generators, sample_seed
 from charlstm.model.network import evaluating
 from charlstm.runs.loading import LoadedModel
 
@@ -158,9 +158,9 @@ def _beam_items(loaded: LoadedModel, info: ItemsInfo, n: int, config: SampleConf
     label = labels[0] if labels else None
     prefix = clean_prompt(prompt, loaded.meta.corpus_config) if prompt else ""
     start = loaded.vocab.encode(info.symbol(label) + prefix, config.unknown, config.replacement)
-    repeat = Sampler(config).repeat
     found = beam_search(loaded.model, torch.from_numpy(start), width, max_item_chars - len(prefix),
-                        finished=lambda ids: ids[-1] == END_ID, repeat=repeat, best=n, ended_first=True)
+                        finished=lambda ids: ids[-1] == END_ID, repeat=RepeatPenalty.of(config), best=n,
+                        ended_first=True)
     hidden = _symbol_ids(loaded) | {END_ID}
     texts = [prefix + loaded.vocab.decode([i for i in h.ids if i not in hidden]) for h in found]
     scores = score_items(loaded, [(label, text) for text in texts])

@@ -26,8 +26,7 @@ class Sampler:
     def __init__(self, config: SampleConfig):
         self.temperature, self.greedy = config.temperature, config.greedy
         self.top_k, self.top_p, self.min_p = config.top_k, config.top_p, config.min_p
-        self.repeat = None if config.dry_multiplier is None else RepeatPenalty(
-            config.dry_multiplier, config.dry_base, config.dry_allowed_length)
+        self.repeat = RepeatPenalty.of(config)
         # Filtered: ``scores`` has work to do every step. Greedy needs none (the filters keep the best).
         self.filtered = not self.greedy and (
             (self.top_k, self.top_p, self.min_p) != (None, None, None) or self.repeat is not None)
@@ -109,6 +108,13 @@ class RepeatPenalty:
 
     def __init__(self, multiplier: float, base: float, allowed: int):
         self.multiplier, self.base, self.allowed = multiplier, base, allowed
+
+    @classmethod
+    def of(cls, config: SampleConfig) -> RepeatPenalty | None:
+        """``config``'s repetition control; None when it is off."""
+        if config.dry_multiplier is None:
+            return None
+        return cls(config.dry_multiplier, config.dry_base, config.dry_allowed_length)
 
     def penalties(self, history: Sequence[int]) -> dict[int, float]:
         """Character id -> how much to lower its logit after ``history``."""

@@ -46,6 +46,7 @@ from charlstm.config.sample import SampleConfig
 from charlstm.errors import ConfigError
 from charlstm.generation.threads import server_threads
 from charlstm.model.runtime import resolve_device
+from charlstm.serve import missing_extra
 from charlstm.serve.jobs import ApiError, Job
 from charlstm.serve.schemas import (
     ErrorResponse,
@@ -73,10 +74,7 @@ try:
     from charlstm.serve.items import is_records
     from charlstm.serve.metrics import add_metrics
 except ModuleNotFoundError as exc:  # the optional extra is missing: say how to get it
-    raise ConfigError(
-        f"serving needs the optional 'serve' extra ({exc.name} is not installed): "
-        "pip install 'charlstm[serve]'"
-    ) from None
+    raise missing_extra(exc) from None
 
 __all__ = ["ServeLimits", "create_app", "model_paths", "run_server"]
 

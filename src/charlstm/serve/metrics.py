@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from charlstm.errors import ConfigError
+from charlstm.serve import missing_extra
 
 try:
     from fastapi import FastAPI, Response
@@ -38,10 +38,7 @@ try:
     from prometheus_client.exposition import generate_latest
     from starlette.routing import Mount
 except ModuleNotFoundError as exc:  # the optional extra is missing: say how to get it
-    raise ConfigError(
-        f"serving needs the optional 'serve' extra ({exc.name} is not installed): "
-        "pip install 'charlstm[serve]'"
-    ) from None
+    raise missing_extra(exc) from None
 
 # A step of a tiny model on a CPU takes ~0.1 ms, of 16 streams of a 2 x 512 model a few ms.
 STEP_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)

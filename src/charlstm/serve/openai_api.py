@@ -81,18 +81,18 @@ def model_list(service: Service) -> dict[str, Any]:
 
 
 def _config(body: Any, prompt_index: int, seed: int) -> SampleConfig:
+    # 0 (min_p, dry_multiplier) and 1 (top_p) are the APIs' "off"; charlstm's is unset.
+    settings = {"length": body.max_tokens, "num_samples": body.n, "top_k": body.top_k,
+                "top_p": body.top_p if body.top_p < 1 else None, "min_p": body.min_p or None,
+                "dry_multiplier": body.dry_multiplier or None, "dry_base": body.dry_base,
+                "dry_allowed_length": body.dry_allowed_length, "unknown": body.unknown,
+                "replacement": body.replacement}
     try:
-        dry = {"dry_multiplier": body.dry_multiplier or None, "dry_base": body.dry_base,
-               "dry_allowed_length": body.dry_allowed_length}
-        if body.use_beam_search:  # the search takes the most likely: the sampling fields do not apply
-            return SampleConfig(length=body.max_tokens, beam=body.best_of or body.n, num_samples=body.n,
-                                top_k=body.top_k, min_p=body.min_p or None, unknown=body.unknown,
-                                top_p=body.top_p if body.top_p < 1 else None,
-                                replacement=body.replacement, **dry)
-        return SampleConfig(min_p=body.min_p or None, best_of=(body.best_of or body.n) // body.n,
-            length=body.max_tokens, temperature=body.temperature or 1.0, greedy=body.temperature == 0,
-            top_k=body.top_k, top_p=body.top_p if body.top_p < 1 else None, num_samples=body.n,
-            seed=sample_seed(seed, prompt_index), unknown=body.unknown, replacement=body.replacement, **dry)
+        if body.use_beam_search:  # the most likely continuations: no temperature, no seed
+            return SampleConfig(**settings, beam=body.best_of or body.n)
+        return SampleConfig(**settings, best_of=(body.best_of or body.n) // body.n,
+                            temperature=body.temperature or 1.0, greedy=body.temperature == 0,
+                            seed=sample_seed(seed, prompt_index))
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
 
