@@ -6,7 +6,7 @@ split with sliding windows of its own context (windows of ``block_size`` every h
 character scored once). The best setting is the baseline the comparisons quote.
 
     python bench/transformer_sweep.py                                   # 5 minutes each, Origin of Species
-    python bench/transformer_sweep.py --budget 30m --corpus war_and_peace --settings b32-lr2e-3,w192
+    python bench/transformer_sweep.py --budget 30m --corpus war_and_peace --settings b32-4x192,b32-6x192
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ SETTINGS = {
     "w256": replace(BASE, n_embd=256, n_head=4, n_layer=4, batch_size=24, lr=1e-3),
     "b32-lr2e-3-drop0.1": replace(BASE, batch_size=32, lr=2e-3, min_lr=2e-4, dropout=0.1),
 }
+TUNED_NAME = next(name for name, recipe in SETTINGS.items() if recipe == _transformer.TUNED)
+FIRST_SWEEP = tuple(SETTINGS)  # the 5-minute sweep on Origin of Species that chose TUNED
+# Larger sizes for longer budgets: the tuned rows at the lr the 5-minute sweep's larger models took
+# (the 4 x 128 of TUNED is the first size, run by bench/vs_transformer.py).
+SETTINGS |= {
+    "b32-4x192": replace(_transformer.TUNED, n_embd=192, n_head=6, lr=2e-3, min_lr=2e-4),
+    "b32-6x192": replace(_transformer.TUNED, n_embd=192, n_head=6, n_layer=6, lr=2e-3, min_lr=2e-4),
+}
 
 
 def split_of(corpus: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -60,10 +68,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=parse_duration, default=300.0, help="training time per setting")
     parser.add_argument("--corpus", choices=list(CORPORA), default="species")
     parser.add_argument("--corpora", type=Path, default=CORPORA_DIR)
-    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names to run")
+    parser.add_argument("--settings", default=",".join(FIRST_SWEEP),
+                        help=f"comma-separated names to run, of {', '.join(SETTINGS)}")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--add", action="store_true",
                         help="add these settings to the recorded sweep of the same corpus and budget")
+    parser.add_argument("--baseline-from", metavar="SECTION",
+                        help="add the tuned transformer's run of a recorded bench/vs_transformer.py "
+                             "comparison (bench/results/SECTION.json) of the same corpus and budget")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     names = args.settings.split(",")
@@ -76,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     section = f"transformer_sweep_{args.corpus}_{int(args.budget)}s"
     recorded = _report.RESULTS_DIR / f"{section}.json"
     results: dict[str, Any] = json.loads(recorded.read_text())["results"] if args.add else {}
+    if args.baseline_from:
+        compared = json.loads((_report.RESULTS_DIR / f"{args.baseline_from}.json").read_text())
+        results[TUNED_NAME] = {**compared["results"][args.corpus]["transformer"], "from": args.baseline_from}
     for name in names:
         print(f"[{name}] {args.budget:g} s ...", flush=True)
         out = run_transformer(train_ids, val_ids, vocab, args.budget, args.budget / 5, device, seed,
@@ -107,6 +122,7 @@ def sweep_blocks(data: dict[str, Any]) -> list[str]:
     for name, out in data["results"].items():
         r = out["recipe"]
         label = name + (" (added)" if out.get("added") else "")
+        label += " (from the comparison)" if out.get("from") else ""
         rows.append([f"**{label}**" if name == data["best"] else label, f"{r['n_layer']} x {r['n_embd']}",
                      r["n_head"], f"{r['batch_size']} x {r['block_size']}", f"{r['lr']:g}", r["dropout"],
                      f"{out['params']:,}", out["steps"], f"{out['chars_per_s']:,.0f}",
@@ -120,6 +136,10 @@ def sweep_blocks(data: dict[str, Any]) -> list[str]:
              "Scored on the whole held-out split with sliding windows of the setting's own context "
              "(every half block; each character once). Best in bold; (added): run in a later sitting "
              "on the same machine, after the first ones pointed at a higher learning rate."]
+    if sources := sorted({out["from"] for out in data["results"].values() if out.get("from")}):
+        notes.append("(from the comparison): the tuned transformer's run in the recorded "
+                     + ", ".join(f"`{s}`" for s in sources) + " comparison (bench/vs_transformer.py), "
+                     "same split, budget and machine, scored the same way.")
     return [_report.bullets(notes), _report.markdown_table(header, rows)]
 
 
