@@ -32,7 +32,7 @@ from charlstm.runs.files import remove_own
 from charlstm.runs.folder import config_record
 from charlstm.runs.lock import RunLock
 from charlstm.runs.manifest import remove_temporaries
-from charlstm.training import distributed, finetune, run_data, sizing
+from charlstm.training import distributed, finetune, probe, run_data, sizing
 from charlstm.training.tensorboard import summary_writer_class
 from charlstm.training.trainer import Trainer, TrainResult
 
@@ -111,8 +111,8 @@ def _size_run(model_cfg: ModelConfig, train_cfg: TrainConfig, given: set[str], d
     """The ``auto`` preset's choice: rank 0 probes and chooses, every rank takes the same."""
     plan = None
     if dist.is_main:
-        plan = sizing.plan_run(model_cfg, train_cfg, given=given, train_chars=data.sizes["train"],
-                               device=resolve_device(train_cfg.device))
+        plan = probe.plan_run(model_cfg, train_cfg, given=given, train_chars=data.sizes["train"],
+                              device=resolve_device(train_cfg.device))
         log.info("%s", plan.describe())
     chosen = dist.gather_objects(plan.chosen if plan else None)[0]
     return (plan, *sizing.apply_choice(model_cfg, train_cfg, chosen))

@@ -21,13 +21,17 @@ rule, measured on 2 CPU cores and written down in docs/benchmarks.md:
 5. **Size.** The largest model of ``LADDER`` that still reads at least
    ``CHARS_PER_PARAM`` characters per parameter in C: a bigger model learns more
    per character, but one that reads too little of the text never catches up.
+   With a time budget the pick is then timed itself and steps 4-5 run again with
+   its measured speed, until the pick is a size that was timed: a model that
+   outgrows the caches runs slower than its FLOPs say (2 x 768 read 0.72x the
+   characters the scaling from 2 x 512 promised, on 2 CPU cores).
 6. **Regularisation** by planned epochs E = C / training characters: the more
    often the text is seen, the more the model overfits, the more dropout.
    ``REGULARISATION`` gives dropout and weight drop at a few epoch counts
    (none up to 3 epochs; dropout 0.1 at 10; dropout and AWD-LSTM's weight drop
    0.5 from 40), log-linear in between.
 
-``plan_run`` measures (``probe_speeds``), then decides (``decide``: steps 1-6, pure). Explicit
+probe.py measures (``plan_run``: the preset's entry point); ``decide`` decides (steps 1-6, pure). Explicit
 settings are never overridden; the plan is logged and written into config.json. The probe's
 timings vary with the machine's load, so two runs may choose differently; config.json says what.
 """
@@ -37,21 +41,13 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
-
-import torch
 
 from charlstm.config.choices import Precision
 from charlstm.config.model import ModelConfig
 from charlstm.config.train import TrainConfig
-from charlstm.model.loss import char_loss
-from charlstm.model.network import CharLSTM
-from charlstm.model.runtime import bf16_lstm_runs, check_bf16
-from charlstm.training.schedule import make_optimizer
 
 # (num_layers, hidden_size), smallest first.
 LADDER: tuple[tuple[int, int], ...] = ((1, 256), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
@@ -59,7 +55,6 @@ SIZE_FIELDS = frozenset({"num_layers", "hidden_size"})
 CHARS_PER_PARAM = 1.0
 BF16_GAIN = 1.3
 REFERENCE = (2, 512)
-PROBE_SECONDS = 1.0
 MIN_BATCHES = 10
 # Rows per batch the probe may choose, and how much of the fastest width's speed a narrower one must
 # keep: 16 rows read as fast as 64 in fp32 on 2 CPU cores and learnt far faster; 8 rows lost a
@@ -79,6 +74,7 @@ class Speeds:
 
     by_precision: dict[str, float] = field(default_factory=dict)  # precision -> the reference model's
     by_rows: dict[int, float] = field(default_factory=dict)  # rows per batch -> its, in the chosen precision
+    by_size: dict[str, float] = field(default_factory=dict)  # "2x768" -> its, in the chosen precision, rows
 
 
 @dataclass(frozen=True)
@@ -89,6 +85,7 @@ class Plan:
     limit: str  # time_budget | max_steps | epochs: the limit that set the planned characters
     probe_chars_per_s: dict[str, float]  # precision -> characters/s of the reference model
     probe_rows_chars_per_s: dict[int, float]  # rows per batch -> its characters/s, in the chosen precision
+    probe_sizes_chars_per_s: dict[str, float]  # "2x768" -> its characters/s, where a pick was timed itself
     planned_chars: int | None  # None: no limit was given
     planned_epochs: float | None
     chosen: dict[str, Any]  # only the fields the plan set; explicit settings are not here
@@ -99,49 +96,19 @@ class Plan:
     def describe(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.chosen.items()) or "nothing (all given)"
         speed = ", ".join([f"{k} {v:,.0f}" for k, v in self.probe_chars_per_s.items()]
-                          + [f"{k} rows {v:,.0f}" for k, v in self.probe_rows_chars_per_s.items()])
+                          + [f"{k} rows {v:,.0f}" for k, v in self.probe_rows_chars_per_s.items()]
+                          + [f"{k} {v:,.0f}" for k, v in self.probe_sizes_chars_per_s.items()])
         planned = ("no limit" if self.planned_chars is None else
                    f"planned {self.planned_chars:,} characters read, {self.planned_epochs:.1f} epochs of "
                    f"{self.train_chars:,}, by {self.limit}")
         return f"auto preset: {settings} ({planned}" + (f"; probe chars/s: {speed})" if speed else ")")
 
 
-def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
-             device: torch.device) -> Plan:
-    """Size ``model`` and ``train`` for ``train_chars`` and the run's limit; ``given`` fields are kept."""
-    speeds = probe_speeds(model, train, given=given, train_chars=train_chars, device=device)
-    return decide(model, train, speeds, given=given, train_chars=train_chars)
-
-
-def probe_speeds(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
-                 device: torch.device) -> Speeds:
-    """Time what steps 1 and 2 compare, for a time budget only: the reference model in each precision,
-    then narrower batches, in the precision and from the rows that ``decide``'s own steps choose."""
-    if train.precision == Precision.BF16:  # a device that cannot run it says so before a probe steps in it
-        check_bf16(device)
-    if not _needs_speed(train):
-        return Speeds()
-    reference = _reference(model, given)
-    train = choose_rows(train, {}, given, train_chars)  # the rows before any width is timed
-    seconds = min(PROBE_SECONDS, train.time_budget / 100)  # at most 1% of the budget per probe
-    tried = ([train.precision] if "precision" in given else
-             [Precision.FP32, *([Precision.BF16] if _has_fast_bf16(device) else [])])
-    by_precision = {str(p): probe_chars_per_s(reference, replace(train, precision=p), device, seconds)
-                    for p in tried}
-    if "batch_size" in given:
-        return Speeds(by_precision)
-    train = replace(train, precision=choose_precision(train, by_precision, given))
-    by_rows = {train.batch_size: by_precision[str(train.precision)]}  # timed just now
-    for rows in (r for r in WIDTHS if r < train.batch_size):
-        by_rows[rows] = probe_chars_per_s(reference, replace(train, batch_size=rows), device, seconds)
-    return Speeds(by_precision, by_rows)
-
-
 def decide(model: ModelConfig, train: TrainConfig, speeds: Speeds, *, given: set[str],
            train_chars: int) -> Plan:
     """Steps 1-6 of the module's rule from measured ``speeds``: pure, no probe, no device. Speeds the
     run does not use are ignored: all without a time budget (or with max_steps), widths if batch given."""
-    if not _needs_speed(train):
+    if not needs_speed(train):
         speeds = Speeds()
     widths = {} if "batch_size" in given else speeds.by_rows
     precision = choose_precision(train, speeds.by_precision, given)  # 1
@@ -149,8 +116,8 @@ def decide(model: ModelConfig, train: TrainConfig, speeds: Speeds, *, given: set
     if train.time_budget is not None and "epochs" not in given:  # 3: the budget alone is the limit
         train = replace(train, epochs=None)
     speed = widths.get(train.batch_size) or speeds.by_precision.get(str(precision), 0.0)
-    planned = functools.partial(planned_chars, reference=_reference(model, given), train=train,
-                                speed=speed, train_chars=train_chars)  # 4
+    planned = functools.partial(planned_chars, reference=reference_of(model, given), train=train,
+                                speed=speed, train_chars=train_chars, measured=speeds.by_size)  # 4
     size = choose_size(model, given, planned)  # 5
     chars, limit = planned(_sized(model, size))
     epochs = chars / max(train_chars, 1)
@@ -160,6 +127,7 @@ def decide(model: ModelConfig, train: TrainConfig, speeds: Speeds, *, given: set
     return Plan(train_chars=train_chars, limit=limit,
                 probe_chars_per_s={k: round(v) for k, v in speeds.by_precision.items()},
                 probe_rows_chars_per_s={k: round(v) for k, v in sorted(widths.items())},
+                probe_sizes_chars_per_s={k: round(v) for k, v in speeds.by_size.items()},
                 planned_chars=round(chars) if chars < float("inf") else None,
                 planned_epochs=round(epochs, 2) if chars < float("inf") else None,
                 chosen={k: v for k, v in chosen.items() if k not in given})
@@ -189,13 +157,17 @@ def choose_rows(train: TrainConfig, widths: dict[int, float], given: set[str],
 
 
 def planned_chars(candidate: ModelConfig, *, reference: ModelConfig, train: TrainConfig, speed: float,
-                  train_chars: int) -> tuple[float, str]:
-    """Step 4: characters ``candidate`` reads before the run's limit (inf: none), and which limit."""
+                  train_chars: int, measured: dict[str, float] | None = None) -> tuple[float, str]:
+    """Step 4: characters ``candidate`` reads before the run's limit (inf: none), and which limit;
+    its ``measured`` speed where it was timed, else ``speed`` (the reference's) scaled by FLOPs."""
     if train.max_steps is not None:
         return float(train.max_steps * train.batch_size * train.seq_len), "max_steps"
     by_epochs = float("inf") if train.epochs is None else float(train.epochs * train_chars)
     if train.time_budget is not None:
-        by_time = speed * flops_per_char(reference) / flops_per_char(candidate) * train.time_budget
+        rate = (measured or {}).get(size_key(candidate))
+        if rate is None:
+            rate = speed * flops_per_char(reference) / flops_per_char(candidate)
+        by_time = rate * train.time_budget
         if by_time < by_epochs:
             return by_time, "time_budget"
     return by_epochs, "epochs"
@@ -240,56 +212,18 @@ def flops_per_char(model: ModelConfig) -> int:
     return rnn + H * model.vocab_size
 
 
-def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.device,
-                      seconds: float = PROBE_SECONDS) -> float:
-    """Training characters per second of ``model`` on random ids: one warm-up step, then ``seconds``."""
-    rng_state = torch.get_rng_state()  # the run's seeded draws must not depend on the probe
-    try:
-        net = CharLSTM(model).to(device).train()
-        opt = make_optimizer(net, train)
-        ids = torch.randint(0, model.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
-        bf16 = train.precision == Precision.BF16
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-        def step() -> None:
-            with autocast:
-                logits, _ = net(ids[:, :-1])  # (B, T, V)
-            loss = char_loss(logits, ids[:, 1:])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
-        step()
-        steps, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds or steps < 2:
-            step()
-            steps += 1
-        return steps * train.batch_size * train.seq_len / elapsed
-    finally:
-        torch.set_rng_state(rng_state)
-
-
-def _needs_speed(train: TrainConfig) -> bool:
+def needs_speed(train: TrainConfig) -> bool:
     return train.time_budget is not None and train.max_steps is None  # max_steps counts characters itself
 
 
-def _has_fast_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-        except OSError:
-            return False
-        return ("amx_bf16" in flags or "avx512_bf16" in flags) and bf16_lstm_runs(str(device))
-    return False
-
-
-def _reference(model: ModelConfig, given: set[str]) -> ModelConfig:
+def reference_of(model: ModelConfig, given: set[str]) -> ModelConfig:
     """The model the probes time: the given size, else ``REFERENCE``."""
     return _sized(model, (model.num_layers, model.hidden_size) if given >= SIZE_FIELDS else REFERENCE)
+
+
+def size_key(model: ModelConfig) -> str:
+    """'2x768': how a size is named in the plan's probe figures."""
+    return f"{model.num_layers}x{model.hidden_size}"
 
 
 def _sized(model: ModelConfig, size: tuple[int, int]) -> ModelConfig:

@@ -1,0 +1,127 @@
+"""The probes of the ``auto`` preset: short timed runs of training steps, then the rule's decision.
+
+``plan_run`` is the preset's entry point: it times what ``sizing.decide`` compares (the reference
+model in each precision, then narrower batches), lets it decide, then times the size it picked and
+lets it decide again with that speed (see sizing.py, step 5). The rule itself is pure and lives in
+sizing.py; everything here runs training steps on the device.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from charlstm.config.choices import Precision
+from charlstm.config.model import ModelConfig
+from charlstm.config.train import TrainConfig
+from charlstm.model.loss import char_loss
+from charlstm.model.network import CharLSTM
+from charlstm.model.runtime import bf16_lstm_runs, check_bf16
+from charlstm.training.schedule import make_optimizer
+from charlstm.training.sizing import (
+    LADDER,
+    WIDTHS,
+    Plan,
+    Speeds,
+    apply_choice,
+    choose_precision,
+    choose_rows,
+    decide,
+    needs_speed,
+    reference_of,
+    size_key,
+)
+
+PROBE_SECONDS = 1.0
+
+
+def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
+             device: torch.device) -> Plan:
+    """Size ``model`` and ``train`` for ``train_chars`` and the run's limit; ``given`` fields are kept."""
+    speeds = probe_speeds(model, train, given=given, train_chars=train_chars, device=device)
+    plan = decide(model, train, speeds, given=given, train_chars=train_chars)
+    reference = size_key(reference_of(model, given))
+    for _ in LADDER:  # each pass times a new size, so the ladder bounds the passes
+        picked = size_key(apply_choice(model, train, plan.chosen)[0])
+        if not needs_speed(train) or picked == reference or picked in speeds.by_size:
+            break
+        speed = probe_size(model, train, plan, device)
+        speeds = replace(speeds, by_size={**speeds.by_size, picked: speed})
+        plan = decide(model, train, speeds, given=given, train_chars=train_chars)
+    return plan
+
+
+def probe_size(model: ModelConfig, train: TrainConfig, plan: Plan, device: torch.device) -> float:
+    """Characters/s of the size ``plan`` picked, with its precision, rows and regularisation."""
+    model, train = apply_choice(model, train, plan.chosen)
+    return probe_chars_per_s(model, train, device, min(PROBE_SECONDS, train.time_budget / 100))
+
+
+def probe_speeds(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
+                 device: torch.device) -> Speeds:
+    """Time what steps 1 and 2 compare, for a time budget only: the reference model in each precision,
+    then narrower batches, in the precision and from the rows that ``decide``'s own steps choose."""
+    if train.precision == Precision.BF16:  # a device that cannot run it says so before a probe steps in it
+        check_bf16(device)
+    if not needs_speed(train):
+        return Speeds()
+    reference = reference_of(model, given)
+    train = choose_rows(train, {}, given, train_chars)  # the rows before any width is timed
+    seconds = min(PROBE_SECONDS, train.time_budget / 100)  # at most 1% of the budget per probe
+    tried = ([train.precision] if "precision" in given else
+             [Precision.FP32, *([Precision.BF16] if _has_fast_bf16(device) else [])])
+    by_precision = {str(p): probe_chars_per_s(reference, replace(train, precision=p), device, seconds)
+                    for p in tried}
+    if "batch_size" in given:
+        return Speeds(by_precision)
+    train = replace(train, precision=choose_precision(train, by_precision, given))
+    by_rows = {train.batch_size: by_precision[str(train.precision)]}  # timed just now
+    for rows in (r for r in WIDTHS if r < train.batch_size):
+        by_rows[rows] = probe_chars_per_s(reference, replace(train, batch_size=rows), device, seconds)
+    return Speeds(by_precision, by_rows)
+
+
+def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.device,
+                      seconds: float = PROBE_SECONDS) -> float:
+    """Training characters per second of ``model`` on random ids: one warm-up step, then ``seconds``."""
+    rng_state = torch.get_rng_state()  # the run's seeded draws must not depend on the probe
+    try:
+        net = CharLSTM(model).to(device).train()
+        opt = make_optimizer(net, train)
+        ids = torch.randint(0, model.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
+        bf16 = train.precision == Precision.BF16
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+        def step() -> None:
+            with autocast:
+                logits, _ = net(ids[:, :-1])  # (B, T, V)
+            loss = char_loss(logits, ids[:, 1:])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        step()
+        steps, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds or steps < 2:
+            step()
+            steps += 1
+        return steps * train.batch_size * train.seq_len / elapsed
+    finally:
+        torch.set_rng_state(rng_state)
+
+
+def _has_fast_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return ("amx_bf16" in flags or "avx512_bf16" in flags) and bf16_lstm_runs(str(device))
+    return False
