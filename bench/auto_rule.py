@@ -69,6 +69,7 @@ def blocks_of(data: dict[str, Any]) -> list[str]:
                  f"{loss - auto['final']['loss']:+.4f}"]
         rows.append([f"**{c}**" for c in cells] if key == best else cells)
     trail = auto["final"]["loss"] - runs[best]["final"]["loss"]
+    added = any(run.get("added") for run in runs.values())
     source = data.get("auto_from")
     notes = [f"{data['corpus']} ({auto['train_chars']:,} training, {auto['val_chars']:,} held-out "
              f"characters), {data['budget_s'] / 60:g} minutes of training each, everything but the size as "
@@ -76,7 +77,8 @@ def blocks_of(data: dict[str, Any]) -> list[str]:
              "auto's row: " + (f"the charlstm run of the recorded `{source}` comparison, same split and "
                                "machine" if source else "run in this sitting")
              + f"; planned {auto['sizing']['planned_chars']:,} characters for it "
-               f"({auto['sizing']['planned_epochs']} epochs). (added): a later sitting on the same machine.",
+               f"({auto['sizing']['planned_epochs']} epochs)"
+             + ("; (added): a later sitting on the same machine." if added else "."),
              f"Best in bold. auto's pick trails the best size tried by {trail:.4f} nats/char: "
              + ("within" if trail <= MARGIN else "more than") + f" {MARGIN}, so the rule "
              + ("stands" if trail <= MARGIN else "does not stand") + " here."]
@@ -88,16 +90,24 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", choices=list(CORPORA), default="war_and_peace")
     parser.add_argument("--budget", type=parse_duration, default=1800.0)
-    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")], required=True,
+    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")], default=[],
                         help="comma-separated LAYERSxWIDTH to train beside auto's pick")
     parser.add_argument("--auto-from", metavar="SECTION",
                         help="take auto's run from bench/results/SECTION.json instead of training it")
     parser.add_argument("--add", action="store_true", help="add to the recorded check of this corpus/budget")
+    parser.add_argument("--render", action="store_true",
+                        help="train nothing: rewrite the section from the recorded check")
     parser.add_argument("--corpora", type=Path, default=CORPORA_DIR)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     section = f"auto_rule_{args.corpus}_{int(args.budget)}s"
+    if args.render:
+        data = json.loads((_report.RESULTS_DIR / f"{section}.json").read_text())
+        info = data.pop("machine")
+        _report.record(section, _report.section_markdown(heading_of(args), info, blocks_of(data)),
+                       {"machine": info, **data})
+        return
     if args.add:
         data = json.loads((_report.RESULTS_DIR / f"{section}.json").read_text())
     else:
@@ -125,8 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_write:
         return
     info = _report.machine_info()
-    heading = f"The auto rule on {args.corpus} at {args.budget / 60:g} minutes (`bench/auto_rule.py`)"
-    _report.record(section, _report.section_markdown(heading, info, blocks), {"machine": info, **data})
+    markdown = _report.section_markdown(heading_of(args), info, blocks)
+    _report.record(section, markdown, {"machine": info, **data})
+
+
+def heading_of(args: argparse.Namespace) -> str:
+    return f"The auto rule on {args.corpus} at {args.budget / 60:g} minutes (`bench/auto_rule.py`)"
 
 
 if __name__ == "__main__":
