@@ -31,26 +31,26 @@ def test_the_decision_takes_made_up_speeds_and_follows_its_numbered_steps(monkey
     monkeypatch.setattr(probe, "_has_fast_bf16", no_probe)
     speeds = sizing.Speeds(by_precision={"fp32": 10_000.0, "bf16": 14_000.0},
                            by_rows={32: 14_000.0, 16: 12_000.0})
-    plan = sizing.decide(MODEL, TrainConfig(time_budget=300), speeds, given=set(), train_chars=1_000_000)
+    plan = sizing.decide(MODEL, TrainConfig(time_budget=600), speeds, given=set(), train_chars=1_000_000)
     assert plan.chosen == {
         "precision": "bf16",  # 1: 14,000 >= 1.3 x 10,000
         "batch_size": 16, "eval_every": 400,  # 2: 12,000 keeps 80% of 14,000; 819,200 / (16 x 128)
         "epochs": None,  # 3: the budget alone is the limit
-        # 4: 12,000 chars/s x 300 s = 3.6 M for the reference 2 x 512 (3.3 M parameters), and 5: the
-        # next rung, 2 x 768, would read 1.6 M characters for its 7.3 M parameters.
+        # 4: 12,000 chars/s x 600 s = 7.2 M for the reference 2 x 512 (3.3 M parameters: 2.2 a
+        # parameter), and 5: the next rung, 2 x 768, would read 3.3 M for its 7.3 M parameters.
         "num_layers": 2, "hidden_size": 512,
-        "dropout": 0.02, "weight_drop": 0.0,  # 6: 3.6 epochs, just past the 3 of no dropout
+        "dropout": 0.07, "weight_drop": 0.0,  # 6: 7.2 epochs, log-linear from 0 at 3 to 0.1 at 10
     }
-    assert (plan.limit, plan.planned_chars, plan.planned_epochs) == ("time_budget", 3_600_000, 3.6)
+    assert (plan.limit, plan.planned_chars, plan.planned_epochs) == ("time_budget", 7_200_000, 7.2)
     assert plan.probe_chars_per_s == {"fp32": 10_000, "bf16": 14_000}
     # Speeds the run cannot use are ignored: all of them under a step limit, widths for a given batch.
     steps = sizing.decide(MODEL, TrainConfig(time_budget=300, max_steps=10), speeds, given=set(),
                           train_chars=1_000_000)
     assert steps.chosen["precision"] == "fp32" and steps.chosen["batch_size"] == 32
     assert steps.probe_chars_per_s == {} and steps.probe_rows_chars_per_s == {}
-    given = sizing.decide(MODEL, TrainConfig(time_budget=300, batch_size=32), speeds, given={"batch_size"},
+    given = sizing.decide(MODEL, TrainConfig(time_budget=600, batch_size=32), speeds, given={"batch_size"},
                           train_chars=1_000_000)
-    assert given.probe_rows_chars_per_s == {} and given.planned_chars == 14_000 * 300  # bf16's speed
+    assert given.probe_rows_chars_per_s == {} and given.planned_chars == 14_000 * 600  # bf16's speed
 
 
 def test_auto_run_records_its_plan_and_builds_what_it_chose(tmp_path):

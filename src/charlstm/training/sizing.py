@@ -52,7 +52,10 @@ from charlstm.config.train import TrainConfig
 # (num_layers, hidden_size), smallest first.
 LADDER: tuple[tuple[int, int], ...] = ((1, 256), (2, 256), (2, 384), (2, 512), (2, 768), (3, 1024), (3, 1536))
 SIZE_FIELDS = frozenset({"num_layers", "hidden_size"})
-CHARS_PER_PARAM = 1.0
+# On War and Peace (2 CPU cores) a size planned to read about 1 character per parameter lost to the
+# next smaller one both at 5 minutes (2 x 512, 0.93: +0.042 nats/char) and at 30 (2 x 768, 1.07
+# timed, 0.82 read: +0.032); the best read 2.8 and 5.2 (docs/benchmarks.md, the auto rule sections).
+CHARS_PER_PARAM = 2.0
 BF16_GAIN = 1.3
 REFERENCE = (2, 512)
 MIN_BATCHES = 10
