@@ -43,10 +43,12 @@ def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_c
     """Size ``model`` and ``train`` for ``train_chars`` and the run's limit; ``given`` fields are kept."""
     speeds = probe_speeds(model, train, given=given, train_chars=train_chars, device=device)
     plan = decide(model, train, speeds, given=given, train_chars=train_chars)
+    if not needs_speed(train):
+        return plan
     reference = size_key(reference_of(model, given))
     for _ in LADDER:  # each pass times a new size, so the ladder bounds the passes
         picked = size_key(apply_choice(model, train, plan.chosen)[0])
-        if not needs_speed(train) or picked == reference or picked in speeds.by_size:
+        if picked == reference or picked in speeds.by_size:
             break
         speed = probe_size(model, train, plan, device)
         speeds = replace(speeds, by_size={**speeds.by_size, picked: speed})
