@@ -111,6 +111,11 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def read_json(name: str) -> dict[str, Any]:
+    """Read ``bench/results/NAME.json``, as ``write_json`` wrote it."""
+    return json.loads((RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
 def bullets(notes: Sequence[str]) -> str:
     return "\n".join("- " + n for n in notes)
 

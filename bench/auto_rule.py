@@ -15,7 +15,6 @@ within ``MARGIN`` nats/char of the best size tried.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -102,21 +101,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     section = f"auto_rule_{args.corpus}_{int(args.budget)}s"
-    if args.render:
-        data = json.loads((_report.RESULTS_DIR / f"{section}.json").read_text())
-        info = data.pop("machine")
-        _report.record(section, _report.section_markdown(heading_of(args), info, blocks_of(data)),
-                       {"machine": info, **data})
-        return
-    if args.add:
-        data = json.loads((_report.RESULTS_DIR / f"{section}.json").read_text())
+    if args.render or args.add:
+        data = _report.read_json(section)
+        info = data.pop("machine")  # an added run is recorded with the machine it was measured on
+        if args.render:
+            write(args, section, info, data, blocks_of(data))
+            return
     else:
         data = {"corpus": args.corpus, "budget_s": args.budget, "auto_from": args.auto_from, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="charlstm-auto-rule-") as tmp:
         if "auto" not in data["runs"]:
             if args.auto_from:
-                recorded = json.loads((_report.RESULTS_DIR / f"{args.auto_from}.json").read_text())
-                out = recorded["results"][args.corpus]
+                out = _report.read_json(args.auto_from)["results"][args.corpus]
                 data["runs"]["auto"] = {**out["charlstm"], "train_chars": out["train_chars"],
                                         "val_chars": out["val_chars"]}
             else:
@@ -134,13 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + "\n\n".join(blocks))
     if args.no_write:
         return
-    info = _report.machine_info()
-    markdown = _report.section_markdown(heading_of(args), info, blocks)
-    _report.record(section, markdown, {"machine": info, **data})
+    write(args, section, _report.machine_info(), data, blocks)
 
 
-def heading_of(args: argparse.Namespace) -> str:
-    return f"The auto rule on {args.corpus} at {args.budget / 60:g} minutes (`bench/auto_rule.py`)"
+def write(args: argparse.Namespace, section: str, info: dict[str, Any], data: dict[str, Any],
+          blocks: list[str]) -> None:
+    """Record the check: its docs section and its results file."""
+    heading = f"The auto rule on {args.corpus} at {args.budget / 60:g} minutes (`bench/auto_rule.py`)"
+    _report.record(section, _report.section_markdown(heading, info, blocks), {"machine": info, **data})
 
 
 if __name__ == "__main__":

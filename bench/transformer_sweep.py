@@ -12,7 +12,6 @@ character scored once). The best setting is the baseline the comparisons quote.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import asdict, replace
@@ -86,11 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="charlstm-sweep-") as tmp:
         train_ids, val_ids, vocab, seed = split_of(args.corpora / CORPORA[args.corpus], Path(tmp) / "run")
     section = f"transformer_sweep_{args.corpus}_{int(args.budget)}s"
-    recorded = _report.RESULTS_DIR / f"{section}.json"
-    results: dict[str, Any] = json.loads(recorded.read_text())["results"] if args.add else {}
+    results: dict[str, Any] = _report.read_json(section)["results"] if args.add else {}
     if args.baseline_from:
-        compared = json.loads((_report.RESULTS_DIR / f"{args.baseline_from}.json").read_text())
-        results[TUNED_NAME] = {**compared["results"][args.corpus]["transformer"], "from": args.baseline_from}
+        compared = _report.read_json(args.baseline_from)["results"][args.corpus]["transformer"]
+        results[TUNED_NAME] = {**compared, "from": args.baseline_from}
     for name in names:
         print(f"[{name}] {args.budget:g} s ...", flush=True)
         out = run_transformer(train_ids, val_ids, vocab, args.budget, args.budget / 5, device, seed,
