@@ -18,7 +18,8 @@ MODEL = ModelConfig(vocab_size=60)
 
 
 @pytest.mark.parametrize(("epochs", "dropout", "weight_drop"), [
-    (1, 0.0, 0.0), (3, 0.0, 0.0), (10, 0.1, 0.0), (20, 0.3, 0.25), (40, 0.5, 0.5), (400, 0.5, 0.5)])
+    (1, 0.0, 0.0), (3, 0.0, 0.0), (10, 0.1, 0.0), (15, 0.16, 0.06), (20, 0.2, 0.1), (40, 0.5, 0.5),
+    (400, 0.5, 0.5)])
 def test_regularisation_by_epochs(epochs, dropout, weight_drop):
     assert sizing.regularisation_for(epochs) == {"dropout": dropout, "weight_drop": weight_drop}
 
