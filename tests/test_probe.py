@@ -132,3 +132,18 @@ def test_a_pick_slower_than_its_flops_say_is_timed_and_stepped_down(monkeypatch)
 def test_sizes_are_timed_only_under_a_time_budget(monkeypatch):
     plan, calls = _plan(monkeypatch, max_steps=10**6, time_budget=1800)
     assert calls == [] and plan.probe_sizes_chars_per_s == {}
+
+
+def test_one_slow_step_does_not_move_the_probe():
+    # The mean of these steps would read at half the speed: a machine's hiccup must not pick fp32.
+    steady = probe.steady_chars_per_s([0.5, 0.5, 0.5], 1_000)
+    assert steady == probe.steady_chars_per_s([0.5, 3.0, 0.5], 1_000) == pytest.approx(2_000)
+    assert probe.steady_chars_per_s([0.5, 0.6, 0.7, 0.8], 1_000) == pytest.approx(1_000 / 0.65)
+
+
+def test_the_probe_warms_up_then_times_at_least_three_steps(monkeypatch):
+    timed = []
+    monkeypatch.setattr(probe, "steady_chars_per_s", lambda times, chars: timed.append(times) or 1.0)
+    probe.probe_chars_per_s(ModelConfig(vocab_size=9, hidden_size=8, num_layers=1),
+                            TrainConfig(batch_size=2, seq_len=8), CPU, seconds=0.0)
+    assert len(timed[0]) == probe.MIN_TIMED_STEPS and all(t > 0 for t in timed[0])

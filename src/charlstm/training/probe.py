@@ -8,6 +8,7 @@ sizing.py; everything here runs training steps on the device.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +37,11 @@ from charlstm.training.sizing import (
 )
 
 PROBE_SECONDS = 1.0
+# A step timed on a shared machine can take twice its usual time (another process, the allocator,
+# a kernel's first call in a precision), and with 2 x 512 at 64 rows one second holds two steps: so
+# the probe warms up twice and takes the median of at least three timed steps, not their mean.
+WARMUP_STEPS = 2
+MIN_TIMED_STEPS = 3
 
 
 def plan_run(model: ModelConfig, train: TrainConfig, *, given: set[str], train_chars: int,
@@ -88,7 +94,8 @@ def probe_speeds(model: ModelConfig, train: TrainConfig, *, given: set[str], tra
 
 def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.device,
                       seconds: float = PROBE_SECONDS) -> float:
-    """Training characters per second of ``model`` on random ids: one warm-up step, then ``seconds``."""
+    """Training characters per second of ``model`` on random ids: warm-up steps, then steps for about
+    ``seconds``, at the median step's speed."""
     rng_state = torch.get_rng_state()  # the run's seeded draws must not depend on the probe
     try:
         net = CharLSTM(model).to(device).train()
@@ -97,7 +104,8 @@ def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.devi
         bf16 = train.precision == Precision.BF16
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-        def step() -> None:
+        def step() -> float:
+            start = time.perf_counter()
             with autocast:
                 logits, _ = net(ids[:, :-1])  # (B, T, V)
             loss = char_loss(logits, ids[:, 1:])
@@ -106,15 +114,21 @@ def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.devi
             opt.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+            return time.perf_counter() - start
 
-        step()
-        steps, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds or steps < 2:
+        for _ in range(WARMUP_STEPS):
             step()
-            steps += 1
-        return steps * train.batch_size * train.seq_len / elapsed
+        times: list[float] = []
+        while sum(times) < seconds or len(times) < MIN_TIMED_STEPS:
+            times.append(step())
+        return steady_chars_per_s(times, train.batch_size * train.seq_len)
     finally:
         torch.set_rng_state(rng_state)
+
+
+def steady_chars_per_s(step_seconds: list[float], chars_per_step: int) -> float:
+    """Characters/s at the median of ``step_seconds``: one step slowed by the machine does not move it."""
+    return chars_per_step / statistics.median(step_seconds)
 
 
 def _has_fast_bf16(device: torch.device) -> bool:
