@@ -3,7 +3,8 @@
 For each corpus (Alice lowercased, Origin of Species and War and Peace cased), charlstm trains with
 no settings but the time budget, exactly as `charlstm train TEXT --time-budget
 5m` does, then the transformer of bench/_transformer.py trains for the same
-seconds on the same training split (its tuned setting: the best of bench/transformer_sweep.py);
+seconds on the same training split (its tuned setting: the best that bench/transformer_sweep.py
+recorded for that corpus and budget, or the 5-minute sweep's best where none was);
 both are scored on the whole held-out split
 every ``--interval`` seconds of training, with their clocks paused while they
 are scored. Then charlstm's final model is scored again with dynamic evaluation.
@@ -76,6 +77,15 @@ def window_score(model: torch.nn.Module, ids: np.ndarray, device: torch.device) 
     return _transformer.score(lambda x: model(x)[0], ids, device)[0]
 
 
+def tuned_recipe(label: str, budget: float) -> tuple[str, _transformer.Recipe]:
+    """The transformer's best setting on ``label`` at ``budget``, as the sweep there recorded it."""
+    try:
+        sweep = _report.read_json(f"transformer_sweep_{label}_{int(budget)}s")
+    except FileNotFoundError:
+        return "tuned at 5 minutes", _transformer.TUNED
+    return sweep["best"], _transformer.Recipe(**sweep["results"][sweep["best"]]["recipe"])
+
+
 def run_transformer(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int, budget: float,
                     interval: float, device: torch.device, seed: int,
                     recipe: _transformer.Recipe | None = None) -> dict[str, Any]:
@@ -146,9 +156,11 @@ def run_corpus(label: str, args: argparse.Namespace, base: Path) -> dict[str, An
               + (f" dynamic {result['dynamic']['loss']:.4f}" if args.dynamic else ""), flush=True)
     if args.only in (None, "transformer"):
         print(f"[{label}] transformer for {args.budget:g} s ...", flush=True)
+        name, recipe = tuned_recipe(label, args.budget)
         out["transformer"] = run_transformer(train_ids, val_ids, len(trainer.data.vocab), args.budget,
-                                             args.interval, trainer.device, trainer.config.seed)
+                                             args.interval, trainer.device, trainer.config.seed, recipe)
         t = out["transformer"]
+        t["setting"] = name
         print(f"[{label}] transformer final {t['final']['loss']:.4f} steps {t['steps']} "
               f"chars/s {t['chars_per_s']:.0f}", flush=True)
     return out
@@ -187,7 +199,7 @@ def summary_rows(label: str, out: dict[str, Any]) -> list[list[Any]]:
         rows.append([label, "charlstm, dynamic evaluation", size, f"{c['params']:,}", f"{d:.4f}",
                      f"{d / np.log(2):.3f}", f"{t['final']['loss'] - d:+.4f}", "", ""])
     r = t["recipe"]
-    rows.append([label, f"transformer, tuned ({r['block_size']}-char windows)",
+    rows.append([label, f"transformer, {t.get('setting', 'tuned')} ({r['block_size']}-char windows)",
                  f"{r['n_layer']} x {r['n_embd']}, {r['n_head']} heads, {r['batch_size']} x "
                  f"{r['block_size']}, lr {r['lr']:g}, dropout {r['dropout']}", f"{t['params']:,}",
                  f"{t['final']['loss']:.4f}", f"{t['final']['bits_per_char']:.3f}", "", t["steps"],
@@ -204,7 +216,8 @@ def precision_note(results: dict[str, dict[str, Any]]) -> str:
         parts.append(f"{label}: charlstm chose {sizing.get('chosen', {}).get('precision', '?')} "
                      f"(its probe, chars/s: {sizing.get('probe_chars_per_s')}); the transformer "
                      f"under bf16 autocast would run {probe['bf16'] / probe['fp32']:.2f}x its fp32 steps/s")
-    return ("Precision: the transformer runs fp32 (the best of its sweep, bench/transformer_sweep.py). "
+    return ("Precision: the transformer runs fp32 (the best of its sweep, bench/transformer_sweep.py, "
+            "which also gives its setting: the sweep's best at this corpus and budget). "
             + "; ".join(parts) + ".")
 
 
