@@ -83,7 +83,8 @@ def test_a_step_limit_needs_no_probe(monkeypatch):
 
 
 def test_explicit_settings_are_never_overridden(monkeypatch):
-    given = {"num_layers", "hidden_size", "dropout", "weight_drop", "precision", "batch_size", "epochs"}
+    given = {"num_layers", "hidden_size", "dropout", "weight_drop", "precision", "batch_size", "epochs",
+             "weight_decay"}
     plan, calls = _plan(monkeypatch, given=given, time_budget=300, precision="fp32")
     assert plan.chosen == {}
     assert calls == [(2, 512, "fp32")]  # the given size and precision are what is timed
@@ -95,6 +96,7 @@ def test_the_more_epochs_the_more_dropout(monkeypatch):
     assert small.planned_epochs > large.planned_epochs
     assert small.chosen["dropout"] >= large.chosen["dropout"]
     assert small.chosen["weight_drop"] > large.chosen["weight_drop"]
+    assert small.chosen["weight_decay"] > large.chosen["weight_decay"]
 
 
 def test_a_time_budget_lifts_the_default_epoch_cap(monkeypatch):

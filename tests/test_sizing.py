@@ -17,11 +17,12 @@ CPU = torch.device("cpu")
 MODEL = ModelConfig(vocab_size=60)
 
 
-@pytest.mark.parametrize(("epochs", "dropout", "weight_drop"), [
-    (1, 0.0, 0.0), (3, 0.0, 0.0), (10, 0.1, 0.0), (15, 0.16, 0.06), (20, 0.2, 0.1), (40, 0.5, 0.5),
-    (400, 0.5, 0.5)])
-def test_regularisation_by_epochs(epochs, dropout, weight_drop):
-    assert sizing.regularisation_for(epochs) == {"dropout": dropout, "weight_drop": weight_drop}
+@pytest.mark.parametrize(("epochs", "dropout", "weight_drop", "weight_decay"), [
+    (1, 0.0, 0.0, 0.01), (3, 0.0, 0.0, 0.01), (10, 0.1, 0.0, 0.05), (15, 0.16, 0.06, 0.079),
+    (20, 0.2, 0.1, 0.1), (40, 0.5, 0.5, 0.1), (400, 0.5, 0.5, 0.1)])
+def test_regularisation_by_epochs(epochs, dropout, weight_drop, weight_decay):
+    assert sizing.regularisation_for(epochs) == {"dropout": dropout, "weight_drop": weight_drop,
+                                                 "weight_decay": weight_decay}
 
 
 def test_the_decision_takes_made_up_speeds_and_follows_its_numbered_steps(monkeypatch):
@@ -40,7 +41,8 @@ def test_the_decision_takes_made_up_speeds_and_follows_its_numbered_steps(monkey
         # 4: 12,000 chars/s x 600 s = 7.2 M for the reference 2 x 512 (3.3 M parameters: 2.2 a
         # parameter), and 5: the next rung, 2 x 768, would read 3.3 M for its 7.3 M parameters.
         "num_layers": 2, "hidden_size": 512,
-        "dropout": 0.07, "weight_drop": 0.0,  # 6: 7.2 epochs, log-linear from 0 at 3 to 0.1 at 10
+        # 6: 7.2 epochs, log-linear from 0 at 3 to 0.1 at 10 (weight decay from 0.01 to 0.05)
+        "dropout": 0.07, "weight_drop": 0.0, "weight_decay": 0.039,
     }
     assert (plan.limit, plan.planned_chars, plan.planned_epochs) == ("time_budget", 7_200_000, 7.2)
     assert plan.probe_chars_per_s == {"fp32": 10_000, "bf16": 14_000}
@@ -64,6 +66,7 @@ def test_auto_run_records_its_plan_and_builds_what_it_chose(tmp_path):
     assert (trainer.model.config.num_layers, trainer.model.config.hidden_size) == (
         chosen["num_layers"], chosen["hidden_size"]) == sizing.LADDER[0]  # 32 characters fit the smallest
     assert record["model"]["dropout"] == chosen["dropout"]
+    assert record["train"]["weight_decay"] == chosen["weight_decay"] == trainer.config.weight_decay
 
 
 def test_named_presets_are_not_sized(tmp_path):

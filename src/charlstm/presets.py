@@ -80,7 +80,7 @@ AUTO = Preset(
     description=(
         "The default when no preset is named: the `default` recipe (embedding input, stream "
         "batches with state carried, the last 10% held out, AdamW with warmup and cosine decay), "
-        "with the model's size, dropout and precision chosen before the first step from the "
+        "with the model's size, dropout, weight decay and precision chosen before the first step from the "
         "training text's size, the run's limit (time budget, steps or epochs) and a short "
         "throughput probe on this machine; every explicit setting wins. The rule and the "
         "measurements behind it: docs/benchmarks.md."
