@@ -88,9 +88,8 @@ def tuned_recipe(label: str, budget: float) -> tuple[str, _transformer.Recipe]:
 
 def run_transformer(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int, budget: float,
                     interval: float, device: torch.device, seed: int,
-                    recipe: _transformer.Recipe | None = None) -> dict[str, Any]:
+                    recipe: _transformer.Recipe) -> dict[str, Any]:
     seed_everything(seed)
-    recipe = recipe or _transformer.TUNED
     model = _transformer.CharTransformer(vocab_size, recipe).to(device)
     clock = PausableClock()
     points: list[dict[str, Any]] = []

@@ -75,6 +75,7 @@ EVAL_CHARS = 200 * 64 * 64  # training characters between evaluations: the prese
 # epochs lies between the two and was not measured.
 REGULARISATION = ((3.0, 0.0, 0.0, 0.01), (10.0, 0.1, 0.0, 0.05), (20.0, 0.2, 0.1, 0.1),
                   (40.0, 0.5, 0.5, 0.1))
+REGULARISATION_FIELDS = (("dropout", 2), ("weight_drop", 2), ("weight_decay", 3))  # columns, digits
 
 
 @dataclass(frozen=True)
@@ -207,12 +208,11 @@ def apply_choice(model: ModelConfig, train: TrainConfig,
 def regularisation_for(epochs: float) -> dict[str, float]:
     """Step 6: dropout, weight drop and weight decay for a run that reads its training text ``epochs``
     times."""
-    x = min(max(math.log(max(epochs, 1e-9)), math.log(REGULARISATION[0][0])), math.log(REGULARISATION[-1][0]))
+    x = math.log(min(max(epochs, REGULARISATION[0][0]), REGULARISATION[-1][0]))
     below, above = next((a, b) for a, b in itertools.pairwise(REGULARISATION) if x <= math.log(b[0]))
     t = (x - math.log(below[0])) / (math.log(above[0]) - math.log(below[0]))
-    names = ("dropout", "weight_drop", "weight_decay")
-    return {name: round(lo + t * (hi - lo), 3 if name == "weight_decay" else 2)
-            for name, lo, hi in zip(names, below[1:], above[1:], strict=True)}
+    return {name: round(lo + t * (hi - lo), digits)
+            for (name, digits), lo, hi in zip(REGULARISATION_FIELDS, below[1:], above[1:], strict=True)}
 
 
 def flops_per_char(model: ModelConfig) -> int:
