@@ -27,7 +27,8 @@ def _plan(monkeypatch, *, speed: float = 10_000.0, given=(), train_chars=1_000_0
         scale = reference_flops / sizing.flops_per_char(model)
         return speed * factor * scale * (3.0 if config.precision == "bf16" else 1.0)
 
-    monkeypatch.setattr(probe, "probe_chars_per_s", fake_probe)
+    monkeypatch.setattr(probe, "probe_variants", lambda model, configs, device, seconds=1.0:
+                        [fake_probe(model, c, device) for c in configs])
     monkeypatch.setattr(probe, "_has_fast_bf16", lambda device: True)
     plan = probe.plan_run(MODEL, TrainConfig(**train), given=set(given), train_chars=train_chars, device=CPU)
     return plan, calls
@@ -46,7 +47,7 @@ def test_planned_characters_follow_the_probe_and_the_flops(monkeypatch):
     ratio = sizing.flops_per_char(sizing._sized(MODEL, sizing.REFERENCE)) / sizing.flops_per_char(chosen)
     assert plan.planned_chars == pytest.approx(30_000 * ratio * 300, rel=1e-6)
     assert plan.planned_epochs == pytest.approx(plan.planned_chars / 1_000_000, rel=1e-3)
-    assert sorted(calls) == [(2, 512, "bf16")] * 2 + [(2, 512, "fp32")]  # precisions, then 16 rows in bf16
+    assert sorted(calls) == [(2, 512, "bf16")] * 3 + [(2, 512, "fp32")]  # precisions, then 32 and 16 rows
 
 
 def test_the_narrowest_batch_that_keeps_the_speed_is_taken(monkeypatch):
@@ -149,3 +150,27 @@ def test_the_probe_warms_up_then_times_at_least_three_steps(monkeypatch):
     probe.probe_chars_per_s(ModelConfig(vocab_size=9, hidden_size=8, num_layers=1),
                             TrainConfig(batch_size=2, seq_len=8), CPU, seconds=0.0)
     assert len(timed[0]) == probe.MIN_TIMED_STEPS and all(t > 0 for t in timed[0])
+
+
+def test_variants_timed_in_turns_keep_their_ratio_on_a_drifting_machine():
+    # The machine slows by 20% a step: timed one after another, the narrow batch (a fifth of the wide's
+    # step) would read far slower than it is; in turns both see the same drift.
+    clock = []
+
+    def step_of(seconds: float):
+        return lambda: clock.append(0) or seconds * 1.2 ** len(clock)
+
+    wide, narrow = probe.time_in_turns([step_of(1.0), step_of(0.2)], seconds=0.0)
+    assert len(wide) == len(narrow) >= probe.MIN_TIMED_STEPS
+    ratio = probe.steady_chars_per_s(narrow, 16) / probe.steady_chars_per_s(wide, 64)
+    assert ratio == pytest.approx(0.25 / 0.2 * 1.2 ** -1, rel=1e-9)  # one turn's drift, not six
+
+
+def test_the_widths_are_timed_together_with_the_widest_again(monkeypatch):
+    turns = []
+    monkeypatch.setattr(probe, "probe_variants", lambda model, configs, device, seconds=1.0:
+                        turns.append(configs) or [1e4] * len(configs))
+    monkeypatch.setattr(probe, "_has_fast_bf16", lambda device: False)
+    probe.probe_speeds(MODEL, TrainConfig(time_budget=300, batch_size=64), given=set(), train_chars=10**6,
+                       device=CPU)
+    assert [[c.batch_size for c in configs] for configs in turns] == [[64], [64, *sizing.WIDTHS]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +40,8 @@ from charlstm.training.sizing import (
 PROBE_SECONDS = 1.0
 # A step timed on a shared machine can take twice its usual time (another process, the allocator,
 # a kernel's first call in a precision), and with 2 x 512 at 64 rows one second holds two steps: so
-# the probe warms up twice and takes the median of at least three timed steps, not their mean.
+# the probe warms up twice and takes the median of at least three timed steps, not their mean. What
+# it compares (precisions, widths) it times in turns, so that a machine slowing for seconds slows both.
 WARMUP_STEPS = 2
 MIN_TIMED_STEPS = 3
 
@@ -81,49 +83,75 @@ def probe_speeds(model: ModelConfig, train: TrainConfig, *, given: set[str], tra
     seconds = min(PROBE_SECONDS, train.time_budget / 100)  # at most 1% of the budget per probe
     tried = ([train.precision] if "precision" in given else
              [Precision.FP32, *([Precision.BF16] if _has_fast_bf16(device) else [])])
-    by_precision = {str(p): probe_chars_per_s(reference, replace(train, precision=p), device, seconds)
-                    for p in tried}
+    speeds = probe_variants(reference, [replace(train, precision=p) for p in tried], device, seconds)
+    by_precision = {str(p): speed for p, speed in zip(tried, speeds, strict=True)}
     if "batch_size" in given:
         return Speeds(by_precision)
     train = replace(train, precision=choose_precision(train, by_precision, given))
-    by_rows = {train.batch_size: by_precision[str(train.precision)]}  # timed just now
-    for rows in (r for r in WIDTHS if r < train.batch_size):
-        by_rows[rows] = probe_chars_per_s(reference, replace(train, batch_size=rows), device, seconds)
-    return Speeds(by_precision, by_rows)
+    # The widest is timed again, in turns with the narrower: their ratio is what step 2 compares.
+    widths = [train.batch_size, *(r for r in WIDTHS if r < train.batch_size)]
+    speeds = probe_variants(reference, [replace(train, batch_size=r) for r in widths], device, seconds)
+    return Speeds(by_precision, dict(zip(widths, speeds, strict=True)))
 
 
 def probe_chars_per_s(model: ModelConfig, train: TrainConfig, device: torch.device,
                       seconds: float = PROBE_SECONDS) -> float:
     """Training characters per second of ``model`` on random ids: warm-up steps, then steps for about
     ``seconds``, at the median step's speed."""
+    return probe_variants(model, [train], device, seconds)[0]
+
+
+def probe_variants(model: ModelConfig, variants: list[TrainConfig], device: torch.device,
+                   seconds: float = PROBE_SECONDS) -> list[float]:
+    """Training characters per second of ``model`` under each of ``variants`` (which differ in precision
+    or rows), timed in turns for about ``seconds`` each; see ``time_in_turns``."""
     rng_state = torch.get_rng_state()  # the run's seeded draws must not depend on the probe
     try:
         net = CharLSTM(model).to(device).train()
-        opt = make_optimizer(net, train)
-        ids = torch.randint(0, model.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
-        bf16 = train.precision == Precision.BF16
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-        def step() -> float:
-            start = time.perf_counter()
-            with autocast:
-                logits, _ = net(ids[:, :-1])  # (B, T, V)
-            loss = char_loss(logits, ids[:, 1:])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            return time.perf_counter() - start
-
-        for _ in range(WARMUP_STEPS):
-            step()
-        times: list[float] = []
-        while sum(times) < seconds or len(times) < MIN_TIMED_STEPS:
-            times.append(step())
-        return steady_chars_per_s(times, train.batch_size * train.seq_len)
+        opt = make_optimizer(net, variants[0])  # lr and decay only: the same for every variant
+        steps = [_training_step(net, opt, train, device) for train in variants]
+        times = time_in_turns(steps, seconds)
+        return [steady_chars_per_s(t, train.batch_size * train.seq_len)
+                for t, train in zip(times, variants, strict=True)]
     finally:
         torch.set_rng_state(rng_state)
+
+
+def time_in_turns(steps: list[Callable[[], float]], seconds: float) -> list[list[float]]:
+    """Each step's timings: ``WARMUP_STEPS`` untimed turns, then turns of one step each until they took
+    about ``seconds`` per step function and each was timed ``MIN_TIMED_STEPS`` times. A machine whose
+    speed drifts (another process starting, the CPU's clock) slows every variant alike in turns, where
+    one timed after another would take the drift for a difference between them."""
+    for _ in range(WARMUP_STEPS):
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
+    while sum(map(sum, times)) < seconds * len(steps) or min(map(len, times)) < MIN_TIMED_STEPS:
+        for step, timed in zip(steps, times, strict=True):
+            timed.append(step())
+    return times
+
+
+def _training_step(net: CharLSTM, opt: torch.optim.Optimizer, train: TrainConfig,
+                   device: torch.device) -> Callable[[], float]:
+    """A function that runs one training step of ``net`` on random ids shaped by ``train`` and returns
+    its seconds."""
+    ids = torch.randint(0, net.config.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision == Precision.BF16)
+
+    def step() -> float:
+        start = time.perf_counter()
+        with autocast:
+            logits, _ = net(ids[:, :-1])  # (B, T, V)
+        loss = char_loss(logits, ids[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return step
 
 
 def steady_chars_per_s(step_seconds: list[float], chars_per_step: int) -> float:
