@@ -11,8 +11,9 @@ rule, measured on 2 CPU cores and written down in docs/benchmarks.md:
    limited by steps or epochs keep fp32 and need no probe.
 2. **Rows per batch.** The preset's, fewer for a text too short for ``MIN_BATCHES``
    batches per epoch. With a time budget the probe also times the narrower
-   ``WIDTHS`` and takes the fewest rows that keep ``WIDTH_SPEED`` of the fastest
-   width's speed; evaluations then stay ``EVAL_CHARS`` training characters apart.
+   ``WIDTHS``, in turns with the preset's rows, and takes the fewest rows that keep
+   ``WIDTH_SPEED`` of the fastest width's speed; evaluations then stay
+   ``EVAL_CHARS`` training characters apart.
 3. **The limit.** Given a time budget and no ``--epochs``, the budget alone
    stops the run (the default's 50-epoch cap is lifted).
 4. **Planned characters.** C = probed characters/s x the time budget (scaled to
