@@ -140,7 +140,7 @@ def run_corpus(label: str, args: argparse.Namespace, base: Path) -> dict[str, An
         result["params"] = trainer.model.num_parameters()
         result["model"] = {k: str(v) for k, v in vars(trainer.model.config).items()}
         result["train"] = {k: str(v) for k, v in vars(trainer.config).items()
-                           if k in ("seq_len", "batch_size", "lr", "precision", "epochs")}
+                           if k in ("seq_len", "batch_size", "lr", "precision", "epochs", "weight_decay")}
         result["rows16_loss"] = result["final"]["loss"]  # the trainer's own scoring: 16 rows in parallel
         result["final"] = {**result["final"], **one_stream(trainer, val_ids)}
         result["window64_loss"] = window_score(trainer.model, val_ids, trainer.device)
@@ -183,8 +183,11 @@ def summary_rows(label: str, out: dict[str, Any]) -> list[list[Any]]:
     gap = t["final"]["loss"] - c["final"]["loss"]
     m = c["model"]
     tr = c["train"]
+    # Runs recorded before weight decay was stored have it in the rule's choice, if the rule chose it.
+    decay = tr.get("weight_decay", ((c.get("sizing") or {}).get("chosen") or {}).get("weight_decay"))
     size = (f"{m['num_layers']} x {m['hidden_size']}, dropout {m['dropout']}, "
-            f"weight drop {m['weight_drop']}, {tr['precision']}, {tr['batch_size']} x {tr['seq_len']}")
+            f"weight drop {m['weight_drop']}, " + (f"weight decay {decay}, " if decay is not None else "")
+            + f"{tr['precision']}, {tr['batch_size']} x {tr['seq_len']}")
     windowed = c["window64_loss"]
     rows = [[label, "charlstm (state carried)", size, f"{c['params']:,}", f"{c['final']['loss']:.4f}",
              f"{c['final']['bits_per_char']:.3f}", f"{gap:+.4f}", c["steps"], f"{c['chars_per_s']:,.0f}"],
@@ -250,18 +253,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the run folders in DIR")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--render", action="store_true", help="rewrite the recorded section of --corpus "
+                        "and --budget from its JSON; trains nothing")
     args = parser.parse_args(argv)
     resolve_device(args.device)
     labels = args.corpus.split(",")
     if unknown := [label for label in labels if label not in CORPORA]:
         parser.error(f"unknown corpora {unknown}; known: {', '.join(CORPORA)}")
-    with tempfile.TemporaryDirectory(prefix="charlstm-vs-") as tmp:
-        results = {label: run_corpus(label, args, args.keep or Path(tmp)) for label in labels}
-    if args.only or args.set:
-        args.no_write = True  # a partial or tuned run is not the benchmark
+    default = labels == ["alice", "species"] and args.budget == 300
+    name = "vs_transformer" if default else f"vs_transformer_{'_'.join(labels)}_{int(args.budget)}s"
+    if args.render:
+        recorded = _report.read_json(name)
+        points = next(iter(recorded["results"].values()))["charlstm"]["points"]
+        notes, blocks = report(recorded["results"], args.budget, points[1]["at"] - points[0]["at"])
+        info = recorded["machine"]
+    else:
+        with tempfile.TemporaryDirectory(prefix="charlstm-vs-") as tmp:
+            results = {label: run_corpus(label, args, args.keep or Path(tmp)) for label in labels}
+        if args.only or args.set:
+            args.no_write = True  # a partial or tuned run is not the benchmark
+        notes, blocks = report(results, args.budget, args.interval)
+        recorded = {"machine": _report.machine_info(), "budget_s": args.budget, "results": results}
+        info = recorded["machine"]
+    print("\n" + "\n\n".join(["\n".join(notes), *blocks]))
+    if args.no_write or not all("charlstm" in o and "transformer" in o for o in recorded["results"].values()):
+        return
+    heading = "charlstm's default against a character transformer trained as long"
+    if not default:
+        heading += f": {', '.join(labels)}, {args.budget / 60:g} minutes"
+    markdown = _report.section_markdown(heading, info, [_report.bullets(notes), *blocks])
+    _report.record(name, markdown, recorded)
+
+
+def report(results: dict[str, dict[str, Any]], budget: float, interval: float) -> tuple[list[str], list[str]]:
+    """The section's notes and its blocks (curves, the summary table, verdicts) for ``results``."""
     notes = [
-        f"Each run trains for {args.budget:g} s of training steps on the first 90% of the text; both are "
-        f"scored on the whole last 10% every {args.interval:g} s, their clocks paused while scored. "
+        f"Each run trains for {budget:g} s of training steps on the first 90% of the text; both are "
+        f"scored on the whole last 10% every {interval:g} s, their clocks paused while scored. "
         "charlstm runs with no setting but the budget (its default sizes itself: the chosen size is in "
         "the table).",
         "charlstm (state carried): the final model reads the held-out text once, as one stream from "
@@ -288,17 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         blocks.append(_report.markdown_table(header, rows))
         blocks += verdicts(results)
         blocks.append(precision_note(results))
-    print("\n" + "\n\n".join(["\n".join(notes), *blocks]))
-    if args.no_write or not full:
-        return
-    info = _report.machine_info()
-    default = labels == ["alice", "species"] and args.budget == 300
-    name = "vs_transformer" if default else f"vs_transformer_{'_'.join(labels)}_{int(args.budget)}s"
-    heading = "charlstm's default against a character transformer trained as long"
-    if not default:
-        heading += f": {', '.join(labels)}, {args.budget / 60:g} minutes"
-    markdown = _report.section_markdown(heading, info, [_report.bullets(notes), *blocks])
-    _report.record(name, markdown, {"machine": info, "budget_s": args.budget, "results": results})
+    return notes, blocks
 
 
 if __name__ == "__main__":
