@@ -266,7 +266,6 @@ def main(argv: list[str] | None = None) -> None:
         recorded = _report.read_json(name)
         points = next(iter(recorded["results"].values()))["charlstm"]["points"]
         notes, blocks = report(recorded["results"], args.budget, points[1]["at"] - points[0]["at"])
-        info = recorded["machine"]
     else:
         with tempfile.TemporaryDirectory(prefix="charlstm-vs-") as tmp:
             results = {label: run_corpus(label, args, args.keep or Path(tmp)) for label in labels}
@@ -274,15 +273,19 @@ def main(argv: list[str] | None = None) -> None:
             args.no_write = True  # a partial or tuned run is not the benchmark
         notes, blocks = report(results, args.budget, args.interval)
         recorded = {"machine": _report.machine_info(), "budget_s": args.budget, "results": results}
-        info = recorded["machine"]
     print("\n" + "\n\n".join(["\n".join(notes), *blocks]))
-    if args.no_write or not all("charlstm" in o and "transformer" in o for o in recorded["results"].values()):
+    if args.no_write or not both_sides(recorded["results"]):
         return
     heading = "charlstm's default against a character transformer trained as long"
     if not default:
         heading += f": {', '.join(labels)}, {args.budget / 60:g} minutes"
-    markdown = _report.section_markdown(heading, info, [_report.bullets(notes), *blocks])
+    markdown = _report.section_markdown(heading, recorded["machine"], [_report.bullets(notes), *blocks])
     _report.record(name, markdown, recorded)
+
+
+def both_sides(results: dict[str, dict[str, Any]]) -> bool:
+    """Whether every corpus has both runs: only then is there a table to write."""
+    return all("charlstm" in out and "transformer" in out for out in results.values())
 
 
 def report(results: dict[str, dict[str, Any]], budget: float, interval: float) -> tuple[list[str], list[str]]:
@@ -308,8 +311,7 @@ def report(results: dict[str, dict[str, Any]], budget: float, interval: float) -
             blocks += [f"**{label}** ({out['train_chars']:,} training, {out['val_chars']:,} held-out "
                        f"characters, {out['vocab']} symbols):", curve_table({"charlstm": out["charlstm"],
                                                                 "transformer": out["transformer"]})]
-    full = all("charlstm" in o and "transformer" in o for o in results.values())
-    if full:
+    if both_sides(results):
         header = ["corpus", "model, scoring", "size", "parameters", "final loss", "bits/char", "gap",
                   "steps", "chars/s"]
         rows = [r for lbl, o in results.items() for r in summary_rows(lbl, o)]
